@@ -1,0 +1,1 @@
+"""Wire formats: FHIR JSON (with decimal precision kept) and FHIR XML."""

@@ -1,0 +1,1 @@
+"""The FHIR R4 information model as the server sees it: resource types, element tables, parsing."""

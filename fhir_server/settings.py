@@ -1,0 +1,37 @@
+"""Server settings, read once from environment variables (documented in README.md)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the server; each field is the upper-cased environment variable."""
+
+    model_config = SettingsConfigDict(env_prefix="FHIR_", extra="ignore")
+
+    database_url: str = Field(
+        default=f"sqlite:///{Path('data') / 'fhir.db'}",
+        validation_alias="DATABASE_URL",
+        description="SQLAlchemy URL: sqlite:///path (default) or postgresql+psycopg://...",
+    )
+    base_url: str | None = Field(
+        default=None,
+        description="Public base URL of the FHIR endpoint; derived from each HTTP request when "
+        "unset, and http://localhost:8080 for the other doors.",
+    )
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, description="Largest request body.")
+    default_page_size: int = Field(default=20, description="`_count` when a request sets none.")
+    max_page_size: int = Field(default=500, description="Largest `_count` honoured.")
+    max_transaction_entries: int = Field(default=1000, description="Largest batch/transaction.")
+    db_pool_size: int = Field(default=10, description="Connections per worker (PostgreSQL).")
+    migrate_on_start: bool = Field(default=True, description="Apply migrations at start-up.")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

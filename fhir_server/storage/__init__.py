@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy schema, connections, the resource repository and migrations."""

@@ -1,0 +1,197 @@
+"""Database schema, in the shape HAPI FHIR proved: one row per resource (its current state),
+one row per version (the JSON body), one index table per search-parameter type, and the
+transactional outbox. The same schema serves SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+PrimaryKey = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timestamps stored in UTC and always returned timezone-aware (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if getattr(dialect, "name", "") == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class ResourceRow(Base):
+    """The current state of one logical resource, deleted or not."""
+
+    __tablename__ = "resource"
+    pk: Mapped[int] = mapped_column(PrimaryKey, primary_key=True, autoincrement=True)
+    type: Mapped[str] = mapped_column(String(64))
+    id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    last_updated: Mapped[datetime] = mapped_column(UtcDateTime())
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # SHA-256 of the content without meta.versionId/lastUpdated: an unchanged update is a no-op.
+    content_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("type", "id"),
+        Index(None, "type", "last_updated"),
+    )
+
+
+class VersionRow(Base):
+    """Every version of every resource; `body` is the stored FHIR JSON (NULL for a delete)."""
+
+    __tablename__ = "resource_version"
+    pk: Mapped[int] = mapped_column(PrimaryKey, primary_key=True, autoincrement=True)
+    resource_pk: Mapped[int] = mapped_column(ForeignKey("resource.pk"))
+    type: Mapped[str] = mapped_column(String(64))
+    id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    last_updated: Mapped[datetime] = mapped_column(UtcDateTime())
+    method: Mapped[str] = mapped_column(String(8))  # POST, PUT, PATCH or DELETE
+    body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("resource_pk", "version"),
+        Index(None, "last_updated"),
+        Index(None, "type", "last_updated"),
+    )
+
+
+class _IndexColumns:
+    """Columns every search-index row has: the resource it belongs to and the parameter code."""
+
+    pk: Mapped[int] = mapped_column(PrimaryKey, primary_key=True, autoincrement=True)
+    resource_pk: Mapped[int] = mapped_column(ForeignKey("resource.pk"), index=True)
+    type: Mapped[str] = mapped_column(String(64))
+    param: Mapped[str] = mapped_column(String(100))
+
+
+class StringIndex(_IndexColumns, Base):
+    __tablename__ = "search_string"
+    value_normalized: Mapped[str] = mapped_column(String(255))  # lower case, accents removed
+    value_exact: Mapped[str] = mapped_column(String(255))
+    __table_args__ = (
+        Index(None, "type", "param", "value_normalized"),
+        Index(None, "type", "param", "value_exact"),
+    )
+
+
+class TokenIndex(_IndexColumns, Base):
+    __tablename__ = "search_token"
+    system: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    code: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    text_normalized: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # Identifier.type for :of-type
+    type_system: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    type_code: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    __table_args__ = (Index(None, "type", "param", "code", "system"),)
+
+
+class ReferenceIndex(_IndexColumns, Base):
+    __tablename__ = "search_reference"
+    target_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    target_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    url: Mapped[str | None] = mapped_column(String(512), nullable=True)  # absolute or canonical
+    identifier_system: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    identifier_value: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    __table_args__ = (
+        Index(None, "type", "param", "target_id", "target_type"),
+        Index(None, "target_type", "target_id"),
+        Index(None, "type", "param", "url"),
+    )
+
+
+class DateIndex(_IndexColumns, Base):
+    __tablename__ = "search_date"
+    low: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    high: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    __table_args__ = (Index(None, "type", "param", "low", "high"),)
+
+
+class NumberIndex(_IndexColumns, Base):
+    __tablename__ = "search_number"
+    value: Mapped[float] = mapped_column(Numeric(38, 12))
+    __table_args__ = (Index(None, "type", "param", "value"),)
+
+
+class QuantityIndex(_IndexColumns, Base):
+    __tablename__ = "search_quantity"
+    value: Mapped[float] = mapped_column(Numeric(38, 12))
+    system: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    code: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    __table_args__ = (Index(None, "type", "param", "value"),)
+
+
+class UriIndex(_IndexColumns, Base):
+    __tablename__ = "search_uri"
+    value: Mapped[str] = mapped_column(String(512))
+    __table_args__ = (Index(None, "type", "param", "value"),)
+
+
+INDEX_TABLES = (
+    StringIndex,
+    TokenIndex,
+    ReferenceIndex,
+    DateIndex,
+    NumberIndex,
+    QuantityIndex,
+    UriIndex,
+)
+
+
+class OutboxRow(Base):
+    """One committed change for one after-commit consumer, written in the change's transaction."""
+
+    __tablename__ = "outbox"
+    pk: Mapped[int] = mapped_column(PrimaryKey, primary_key=True, autoincrement=True)
+    consumer: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    interaction: Mapped[str] = mapped_column(String(16))  # create, update, patch, delete
+    resource_type: Mapped[str] = mapped_column(String(64))
+    resource_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    available_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    done_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    __table_args__ = (Index(None, "consumer", "done_at", "available_at"),)
