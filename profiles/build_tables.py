@@ -44,9 +44,72 @@ def resource_types(definitions: Path) -> dict[str, Any]:
     }
 
 
+def split_union(expression: str) -> list[str]:
+    """Split a FHIRPath expression at its top-level `|` operators."""
+    parts, depth, quoted, start = [], 0, False, 0
+    for index, char in enumerate(expression):
+        if char == "'" and (index == 0 or expression[index - 1] != "\\"):
+            quoted = not quoted
+        elif not quoted and char == "(":
+            depth += 1
+        elif not quoted and char == ")":
+            depth -= 1
+        elif not quoted and depth == 0 and char == "|":
+            parts.append(expression[start:index].strip())
+            start = index + 1
+    parts.append(expression[start:].strip())
+    return parts
+
+
+def _leading_type(part: str) -> str:
+    return part.lstrip("(").split(".", 1)[0].split(" ", 1)[0]
+
+
+def search_parameters(definitions: Path, served: list[str]) -> dict[str, Any]:
+    """Each base SearchParameter with one FHIRPath expression per resource type it applies to."""
+    bundle = json.loads((definitions / "search-parameters.json").read_text())
+    served_set = set(served) | ABSTRACT_TYPES
+    parameters = []
+    for entry in bundle["entry"]:
+        sp = entry["resource"]
+        bases = [b for b in sp["base"] if b in served_set]
+        if not bases or "expression" not in sp or sp["type"] == "special":
+            continue
+        expressions: dict[str, list[str]] = {}
+        for part in split_union(sp["expression"]):
+            owner = _leading_type(part)
+            if len(bases) == 1 and owner not in bases:
+                owner = bases[0]
+            if owner in bases:
+                expressions.setdefault(owner, []).append(part)
+        row: dict[str, Any] = {
+            "url": sp["url"],
+            "code": sp["code"],
+            "type": sp["type"],
+            "expression": {base: " | ".join(parts) for base, parts in expressions.items()},
+        }
+        if sp.get("target"):
+            row["target"] = [t for t in sp["target"] if t in served_set]
+        if sp.get("component"):
+            row["component"] = [
+                {"definition": c["definition"], "expression": c["expression"]}
+                for c in sp["component"]
+            ]
+        parameters.append(row)
+    return {
+        "source": "FHIR R4 4.0.1 search-parameters.json, restricted to the served resource "
+        "types, one expression per base type",
+        "parameters": parameters,
+    }
+
+
 def build(definitions: Path) -> dict[str, Any]:
     """Table file name → content."""
-    return {"resource-types.json": resource_types(definitions)}
+    types = resource_types(definitions)
+    return {
+        "resource-types.json": types,
+        "search-parameters.json": search_parameters(definitions, types["served"]),
+    }
 
 
 def main(definitions: str) -> None:

@@ -41,5 +41,6 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def dumps(value: Any) -> bytes:
-    return orjson.dumps(value, default=_default)
+def dumps(value: Any, sort_keys: bool = False, pretty: bool = False) -> bytes:
+    option = (orjson.OPT_SORT_KEYS if sort_keys else 0) | (orjson.OPT_INDENT_2 if pretty else 0)
+    return orjson.dumps(value, default=_default, option=option)

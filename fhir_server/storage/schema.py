@@ -104,6 +104,9 @@ class _IndexColumns:
     resource_pk: Mapped[int] = mapped_column(ForeignKey("resource.pk"), index=True)
     type: Mapped[str] = mapped_column(String(64))
     param: Mapped[str] = mapped_column(String(100))
+    # For a component of a composite parameter (param "code$k"): which element instance the
+    # value came from, so that all components of one match come from the same element.
+    composite: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class StringIndex(_IndexColumns, Base):

@@ -1,0 +1,1 @@
+"""The interaction engine: every door (REST, bundles, adapters, pathway steps) ends here."""

@@ -1,0 +1,44 @@
+"""Named hook points of the interaction pipeline, in the manner of HAPI FHIR interceptors.
+
+Cross-cutting concerns (authorisation, audit, profile validation, pathway rules) register a
+callable on a point instead of changing the engine:
+
+- `BEFORE_INTERACTION(context, interaction)`: before anything is read or written; raise a
+  `FhirError` to refuse. Runs for each entry of a batch or transaction too.
+- `BEFORE_STORAGE(context, change, unit_of_work)`: inside the database transaction, with the
+  resource about to be stored (mutable) and the previous version; raise to refuse.
+- `AFTER_COMMIT(context, changes)`: in-process, once the transaction is committed. Durable
+  after-commit work reads the outbox instead (`fhir_server.outbox`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any
+
+
+class HookPoint(StrEnum):
+    BEFORE_INTERACTION = "before_interaction"
+    BEFORE_STORAGE = "before_storage"
+    AFTER_COMMIT = "after_commit"
+
+
+Hook = Callable[..., Any]
+
+
+class Hooks:
+    def __init__(self) -> None:
+        self._hooks: dict[HookPoint, list[Hook]] = defaultdict(list)
+
+    def register(self, point: HookPoint, hook: Hook) -> Hook:
+        self._hooks[point].append(hook)
+        return hook
+
+    def unregister(self, point: HookPoint, hook: Hook) -> None:
+        self._hooks[point].remove(hook)
+
+    def run(self, point: HookPoint, *args: Any) -> None:
+        for hook in self._hooks.get(point, ()):
+            hook(*args)

@@ -1,0 +1,112 @@
+"""What a door asks of the engine (an `Interaction`) and what it gets back (an `Outcome`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from fhir_server.errors import Issue
+
+
+class Kind(StrEnum):
+    """FHIR R4 RESTful interactions (http.html), plus operations."""
+
+    READ = "read"
+    VREAD = "vread"
+    UPDATE = "update"
+    PATCH = "patch"
+    DELETE = "delete"
+    CREATE = "create"
+    SEARCH_TYPE = "search-type"
+    SEARCH_SYSTEM = "search-system"
+    HISTORY_INSTANCE = "history-instance"
+    HISTORY_TYPE = "history-type"
+    HISTORY_SYSTEM = "history-system"
+    CAPABILITIES = "capabilities"
+    BATCH = "batch"
+    TRANSACTION = "transaction"
+    OPERATION = "operation"
+
+
+WRITES = frozenset({Kind.CREATE, Kind.UPDATE, Kind.PATCH, Kind.DELETE})
+
+
+class Return(StrEnum):
+    """The `Prefer: return=` choices."""
+
+    MINIMAL = "minimal"
+    REPRESENTATION = "representation"
+    OPERATION_OUTCOME = "OperationOutcome"
+
+
+class PatchFormat(StrEnum):
+    JSON_PATCH = "json-patch"
+    FHIRPATH_PATCH = "fhirpath-patch"
+
+
+Params = list[tuple[str, str]]
+
+
+@dataclass
+class Interaction:
+    """One request to the engine, whatever door it came through.
+
+    `params` are the URL query parameters: search criteria for search and the conditional
+    interactions (update/delete/patch on a type), `_since`/`_count` for history.
+    """
+
+    kind: Kind
+    type: str | None = None
+    id: str | None = None
+    version: str | None = None
+    resource: dict[str, Any] | None = None  # body of create/update, Bundle of batch/transaction
+    patch: Any = None  # JSON Patch operations or a FHIRPath Patch Parameters resource
+    patch_format: PatchFormat | None = None
+    params: Params = field(default_factory=list)
+    if_match: str | None = None  # a version id (the REST layer strips W/"...")
+    if_none_exist: Params | None = None
+    if_none_match: str | None = None
+    if_modified_since: datetime | None = None
+    prefer_return: Return = Return.REPRESENTATION
+    operation: str | None = None  # name without `$`, for Kind.OPERATION
+    method: str | None = None  # the HTTP verb, as recorded in history and bundles
+
+    @property
+    def is_write(self) -> bool:
+        return self.kind in WRITES
+
+
+@dataclass
+class Context:
+    """Who asks and from where: read by hooks (authorisation, audit), set by the door."""
+
+    base_url: str = "http://localhost:8080"
+    principal: Any = None
+    request_id: str | None = None
+    source: str = "rest"  # rest, transaction, hl7v2, cda, mssante, pathway, ...
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """The result of an interaction. `body` is stored FHIR JSON served verbatim; `resource` is a
+    resource the server composed (Bundle, CapabilityStatement, ...), possibly holding
+    `orjson.Fragment`s of stored JSON."""
+
+    status: int
+    body: bytes | None = None
+    resource: dict[str, Any] | None = None
+    type: str | None = None
+    id: str | None = None
+    version: int | None = None
+    last_updated: datetime | None = None
+    created: bool = False
+    issues: list[Issue] = field(default_factory=list)
+
+    @property
+    def location(self) -> str | None:
+        if self.type and self.id and self.version is not None:
+            return f"{self.type}/{self.id}/_history/{self.version}"
+        return None

@@ -1,0 +1,1 @@
+"""FHIR search: parameters as data, index extraction at write time, SQL at read time."""
