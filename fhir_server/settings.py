@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     default_page_size: int = Field(default=20, description="`_count` when a request sets none.")
     max_page_size: int = Field(default=500, description="Largest `_count` honoured.")
     max_transaction_entries: int = Field(default=1000, description="Largest batch/transaction.")
+    timezone: str = Field(
+        default="Europe/Paris",
+        description="Time zone of dates and times written without one (search, due dates).",
+    )
+    max_include: int = Field(default=1000, description="Most resources _include adds to a page.")
     db_pool_size: int = Field(default=10, description="Connections per worker (PostgreSQL).")
     migrate_on_start: bool = Field(default=True, description="Apply migrations at start-up.")
 

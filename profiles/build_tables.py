@@ -103,12 +103,27 @@ def search_parameters(definitions: Path, served: list[str]) -> dict[str, Any]:
     }
 
 
+def patient_compartment(definitions: Path, served: list[str]) -> dict[str, Any]:
+    """Resource type → the search parameters that place a resource in a Patient compartment."""
+    definition = json.loads((definitions / "compartmentdefinition-patient.json").read_text())
+    return {
+        "source": "FHIR R4 4.0.1 CompartmentDefinition patient",
+        "url": definition["url"],
+        "members": {
+            r["code"]: r["param"]
+            for r in definition["resource"]
+            if r.get("param") and r["code"] in served
+        },
+    }
+
+
 def build(definitions: Path) -> dict[str, Any]:
     """Table file name → content."""
     types = resource_types(definitions)
     return {
         "resource-types.json": types,
         "search-parameters.json": search_parameters(definitions, types["served"]),
+        "compartment-patient.json": patient_compartment(definitions, types["served"]),
     }
 
 

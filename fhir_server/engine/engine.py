@@ -13,8 +13,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from fhir_server.patch.fhirpath_patch import apply_fhirpath_patch
-from fhir_server.patch.json_patch import apply_json_patch
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -34,6 +32,8 @@ from fhir_server.errors import (
 from fhir_server.formats.json_format import dumps, loads
 from fhir_server.model.registry import is_resource_type
 from fhir_server.model.structure import check_resource
+from fhir_server.patch.fhirpath_patch import apply_fhirpath_patch
+from fhir_server.patch.json_patch import apply_json_patch
 from fhir_server.settings import Settings
 from fhir_server.storage.database import Database
 from fhir_server.storage.repository import Current, StoredVersion
@@ -77,8 +77,6 @@ class Engine:
         self.search = search
         self.hooks = hooks or Hooks()
         self.outbox_consumers = list(outbox_consumers)
-        self.operations: dict[str, Handler] = {}
-        self.capabilities: Callable[[Context], dict[str, Any]] | None = None
 
     # -- entry points ----------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from fhir_server.errors import Issue
 
 
 class Kind(StrEnum):
-    """FHIR R4 RESTful interactions (http.html), plus operations."""
+    """FHIR R4 RESTful interactions (http.html)."""
 
     READ = "read"
     VREAD = "vread"
@@ -27,7 +27,6 @@ class Kind(StrEnum):
     CAPABILITIES = "capabilities"
     BATCH = "batch"
     TRANSACTION = "transaction"
-    OPERATION = "operation"
 
 
 WRITES = frozenset({Kind.CREATE, Kind.UPDATE, Kind.PATCH, Kind.DELETE})
@@ -70,7 +69,8 @@ class Interaction:
     if_none_match: str | None = None
     if_modified_since: datetime | None = None
     prefer_return: Return = Return.REPRESENTATION
-    operation: str | None = None  # name without `$`, for Kind.OPERATION
+    compartment: tuple[str, str] | None = None  # ("Patient", "1") for GET Patient/1/Task
+    strict: bool = False  # Prefer: handling=strict: unknown search parameters are errors
     method: str | None = None  # the HTTP verb, as recorded in history and bundles
 
     @property

@@ -51,6 +51,8 @@ class Element:
     primitive: str | None = None  # FHIR primitive type code, None for complex elements
     model: ModelClass | None = None  # complex type (or Resource for contained resources)
     choice: str | None = None  # choice group, e.g. "value" for valueQuantity
+    summary: bool = False  # part of the `_summary=true` view
+    required: bool = False  # minimum cardinality 1
 
     @property
     def is_resource(self) -> bool:
@@ -75,19 +77,24 @@ def _unwrap(annotation: typing.Any) -> tuple[typing.Any, bool]:
 def elements(model: ModelClass) -> dict[str, Element]:
     """JSON property name → Element, in the order FHIR serialises them."""
     table: dict[str, Element] = {}
+    by_alias = {f.alias or n: f for n, f in model.model_fields.items()}
     for field_name in model.elements_sequence():
-        field = model.model_fields[field_name]
+        field = model.model_fields.get(field_name) or by_alias[field_name]
         extra = field.json_schema_extra or {}
         name = field.alias or field_name
         inner, is_list = _unwrap(field.annotation)
-        choice = extra.get("one_of_many") if isinstance(extra, dict) else None
+        flags = {
+            "choice": extra.get("one_of_many"),
+            "summary": bool(extra.get("summary_element_property")),
+            "required": bool(extra.get("element_required")),
+        }
         if inner is bool:
-            table[name] = Element(name, is_list, primitive="boolean", choice=choice)
+            table[name] = Element(name, is_list, primitive="boolean", **flags)
         elif typing.get_origin(inner) is typing.Annotated:
             meta = type(typing.get_args(inner)[1]).__name__
-            table[name] = Element(name, is_list, primitive=_PRIMITIVES[meta], choice=choice)
+            table[name] = Element(name, is_list, primitive=_PRIMITIVES[meta], **flags)
         else:
-            table[name] = Element(name, is_list, model=inner.get_model_klass(), choice=choice)
+            table[name] = Element(name, is_list, model=inner.get_model_klass(), **flags)
     return table
 
 

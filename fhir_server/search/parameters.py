@@ -10,9 +10,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from profiles import PROFILES_DIR, TABLES_DIR
-
 from fhir_server.model.registry import resource_types
+from profiles import PROFILES_DIR, TABLES_DIR
 
 CUSTOM_DIR = PROFILES_DIR / "search-parameters"
 
@@ -36,7 +35,7 @@ class SearchParameter:
     component: tuple[Component, ...] = ()
 
 
-@dataclass
+@dataclass(eq=False)  # identity-hashed: caches key on the registry
 class Registry:
     """Parameters by resource type and code; `Resource` parameters apply to every type."""
 
@@ -56,7 +55,8 @@ class Registry:
                     type=row["type"],
                     resource_type=type_,
                     expression=expression.replace(f"{base}.", f"{type_}.", 1)
-                    if base in ("Resource", "DomainResource") else expression,
+                    if base in ("Resource", "DomainResource")
+                    else expression,
                     target=tuple(row.get("target", ())),
                     component=tuple(Component(**c) for c in row.get("component", ())),
                 )
@@ -70,8 +70,7 @@ class Registry:
         return self.by_type.get(resource_type, {})
 
     def by_definition(self, url: str, resource_type: str) -> SearchParameter | None:
-        return next((p for p in self.by_url.get(url, ()) if p.resource_type == resource_type),
-                    None)
+        return next((p for p in self.by_url.get(url, ()) if p.resource_type == resource_type), None)
 
 
 def _custom_row(resource: dict[str, Any]) -> dict[str, Any]:
@@ -84,8 +83,12 @@ def _custom_row(resource: dict[str, Any]) -> dict[str, Any]:
         if owner not in resource["base"]:
             owner = resource["base"][0]
         expressions.setdefault(owner, []).append(part)
-    row = {"url": resource["url"], "code": resource["code"], "type": resource["type"],
-           "expression": {b: " | ".join(p) for b, p in expressions.items()}}
+    row = {
+        "url": resource["url"],
+        "code": resource["code"],
+        "type": resource["type"],
+        "expression": {b: " | ".join(p) for b, p in expressions.items()},
+    }
     if resource.get("target"):
         row["target"] = resource["target"]
     if resource.get("component"):

@@ -88,7 +88,8 @@ class Repository:
         return StoredVersion(*row) if row else None
 
     def read_many(self, pks: Sequence[int]) -> dict[int, StoredVersion]:
-        """Current versions by resource pk (search results, includes)."""
+        """Current versions by resource pk (search results, includes); here `pk` of each
+        StoredVersion is the resource's pk, not the version's."""
         if not pks:
             return {}
         r, v = resource_table, version_table

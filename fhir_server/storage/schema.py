@@ -27,6 +27,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 PrimaryKey = BigInteger().with_variant(Integer(), "sqlite")
 
 
+def Ordered(length: int) -> String:  # noqa: N802 - a column type
+    """Strings compared byte-wise (collation "C" on PostgreSQL, SQLite's default), so that a
+    prefix search is an index range scan `value >= 'abc' AND value < 'abd'`."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """Timestamps stored in UTC and always returned timezone-aware (SQLite keeps no zone)."""
 
@@ -111,7 +117,7 @@ class _IndexColumns:
 
 class StringIndex(_IndexColumns, Base):
     __tablename__ = "search_string"
-    value_normalized: Mapped[str] = mapped_column(String(255))  # lower case, accents removed
+    value_normalized: Mapped[str] = mapped_column(Ordered(255))  # lower case, accents removed
     value_exact: Mapped[str] = mapped_column(String(255))
     __table_args__ = (
         Index(None, "type", "param", "value_normalized"),
@@ -123,7 +129,7 @@ class TokenIndex(_IndexColumns, Base):
     __tablename__ = "search_token"
     system: Mapped[str | None] = mapped_column(String(255), nullable=True)
     code: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    text_normalized: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    text_normalized: Mapped[str | None] = mapped_column(Ordered(255), nullable=True)
     # Identifier.type for :of-type
     type_system: Mapped[str | None] = mapped_column(String(255), nullable=True)
     type_code: Mapped[str | None] = mapped_column(String(255), nullable=True)
@@ -167,7 +173,7 @@ class QuantityIndex(_IndexColumns, Base):
 
 class UriIndex(_IndexColumns, Base):
     __tablename__ = "search_uri"
-    value: Mapped[str] = mapped_column(String(512))
+    value: Mapped[str] = mapped_column(Ordered(512))
     __table_args__ = (Index(None, "type", "param", "value"),)
 
 

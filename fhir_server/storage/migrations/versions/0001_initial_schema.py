@@ -120,6 +120,7 @@ def upgrade() -> None:
         ),
         sa.Column("type", sa.String(length=64), nullable=False),
         sa.Column("param", sa.String(length=100), nullable=False),
+        sa.Column("composite", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
             ["resource_pk"], ["resource.pk"], name=op.f("fk_search_date_resource_pk_resource")
         ),
@@ -149,6 +150,7 @@ def upgrade() -> None:
         ),
         sa.Column("type", sa.String(length=64), nullable=False),
         sa.Column("param", sa.String(length=100), nullable=False),
+        sa.Column("composite", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
             ["resource_pk"], ["resource.pk"], name=op.f("fk_search_number_resource_pk_resource")
         ),
@@ -180,6 +182,7 @@ def upgrade() -> None:
         ),
         sa.Column("type", sa.String(length=64), nullable=False),
         sa.Column("param", sa.String(length=100), nullable=False),
+        sa.Column("composite", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
             ["resource_pk"], ["resource.pk"], name=op.f("fk_search_quantity_resource_pk_resource")
         ),
@@ -213,6 +216,7 @@ def upgrade() -> None:
         ),
         sa.Column("type", sa.String(length=64), nullable=False),
         sa.Column("param", sa.String(length=100), nullable=False),
+        sa.Column("composite", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
             ["resource_pk"], ["resource.pk"], name=op.f("fk_search_reference_resource_pk_resource")
         ),
@@ -238,7 +242,11 @@ def upgrade() -> None:
 
     op.create_table(
         "search_string",
-        sa.Column("value_normalized", sa.String(length=255), nullable=False),
+        sa.Column(
+            "value_normalized",
+            sa.String(length=255).with_variant(sa.String(length=255, collation="C"), "postgresql"),
+            nullable=False,
+        ),
         sa.Column("value_exact", sa.String(length=255), nullable=False),
         sa.Column(
             "pk",
@@ -251,6 +259,7 @@ def upgrade() -> None:
         ),
         sa.Column("type", sa.String(length=64), nullable=False),
         sa.Column("param", sa.String(length=100), nullable=False),
+        sa.Column("composite", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
             ["resource_pk"], ["resource.pk"], name=op.f("fk_search_string_resource_pk_resource")
         ),
@@ -275,7 +284,11 @@ def upgrade() -> None:
         "search_token",
         sa.Column("system", sa.String(length=255), nullable=True),
         sa.Column("code", sa.String(length=255), nullable=True),
-        sa.Column("text_normalized", sa.String(length=255), nullable=True),
+        sa.Column(
+            "text_normalized",
+            sa.String(length=255).with_variant(sa.String(length=255, collation="C"), "postgresql"),
+            nullable=True,
+        ),
         sa.Column("type_system", sa.String(length=255), nullable=True),
         sa.Column("type_code", sa.String(length=255), nullable=True),
         sa.Column(
@@ -289,6 +302,7 @@ def upgrade() -> None:
         ),
         sa.Column("type", sa.String(length=64), nullable=False),
         sa.Column("param", sa.String(length=100), nullable=False),
+        sa.Column("composite", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
             ["resource_pk"], ["resource.pk"], name=op.f("fk_search_token_resource_pk_resource")
         ),
@@ -306,7 +320,11 @@ def upgrade() -> None:
 
     op.create_table(
         "search_uri",
-        sa.Column("value", sa.String(length=512), nullable=False),
+        sa.Column(
+            "value",
+            sa.String(length=512).with_variant(sa.String(length=512, collation="C"), "postgresql"),
+            nullable=False,
+        ),
         sa.Column(
             "pk",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
@@ -318,6 +336,7 @@ def upgrade() -> None:
         ),
         sa.Column("type", sa.String(length=64), nullable=False),
         sa.Column("param", sa.String(length=100), nullable=False),
+        sa.Column("composite", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
             ["resource_pk"], ["resource.pk"], name=op.f("fk_search_uri_resource_pk_resource")
         ),

@@ -1,0 +1,92 @@
+"""The CapabilityStatement (`GET /metadata`): built from what the server actually has — its
+resource types, interactions, search parameters and operations — so it cannot drift from it."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from fhir_server import __version__
+from fhir_server.engine.interaction import Context
+from fhir_server.model.registry import resource_types
+from fhir_server.search.parameters import Registry
+
+if TYPE_CHECKING:
+    from fhir_server.engine.engine import Engine
+
+RELEASE_DATE = "2026-11-24"
+_TYPE_INTERACTIONS = [
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+]
+_SYSTEM_INTERACTIONS = ["transaction", "batch", "search-system", "history-system"]
+_COMMON = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source")
+
+
+def capability_statement(engine: Engine, context: Context) -> dict[str, Any]:
+    return _statement(engine.search.registry, context.base_url)
+
+
+@lru_cache(maxsize=8)
+def _statement(registry: Registry, base_url: str) -> dict[str, Any]:
+    resources = []
+    for type_ in sorted(resource_types()):
+        params = registry.for_type(type_)
+        resources.append(
+            {
+                "type": type_,
+                "interaction": [{"code": code} for code in _TYPE_INTERACTIONS],
+                "versioning": "versioned-update",
+                "readHistory": True,
+                "updateCreate": True,
+                "conditionalCreate": True,
+                "conditionalRead": "full-support",
+                "conditionalUpdate": True,
+                "conditionalDelete": "single",
+                "referencePolicy": ["literal", "logical"],
+                "searchParam": [
+                    {"name": p.code, "definition": p.url, "type": p.type}
+                    for code, p in sorted(params.items())
+                    if code not in _COMMON
+                ],
+            }
+        )
+    common = registry.for_type("Patient")
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": RELEASE_DATE,
+        "publisher": "CPTS FHIR server",
+        "kind": "instance",
+        "software": {"name": "cpts-fhir-server", "version": __version__},
+        "implementation": {
+            "description": "FHIR R4 server for the care pathways of CPTS",
+            "url": base_url,
+        },
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "application/fhir+xml"],
+        "patchFormat": [
+            "application/json-patch+json",
+            "application/fhir+json",
+            "application/fhir+xml",
+        ],
+        "rest": [
+            {
+                "mode": "server",
+                "resource": resources,
+                "interaction": [{"code": code} for code in _SYSTEM_INTERACTIONS],
+                "searchParam": [
+                    {"name": code, "definition": common[code].url, "type": common[code].type}
+                    for code in _COMMON
+                    if code in common
+                ],
+            }
+        ],
+    }

@@ -1,0 +1,81 @@
+"""The FastAPI application: FHIR routes, and every error rendered as an OperationOutcome."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+
+from fhir_server import __version__
+from fhir_server.errors import FhirError
+from fhir_server.rest.negotiation import error_response
+from fhir_server.rest.routes import router
+from fhir_server.server import Server
+from fhir_server.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+_HTTP_ISSUES = {404: "not-found", 405: "not-supported", 413: "too-costly"}
+
+
+def create_app(settings: Settings | None = None, server: Server | None = None) -> FastAPI:
+    """The ASGI app. A `server` given here is shared (tests, several doors in one process)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = app.state.server is None
+        if owned:
+            app.state.server = Server(settings or get_settings())
+        yield
+        if owned:
+            app.state.server.close()
+
+    app = FastAPI(
+        title="CPTS FHIR server",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.server = server
+    app.include_router(router)
+
+    @app.exception_handler(FhirError)
+    async def fhir_error(request: Request, exc: FhirError) -> Response:
+        return error_response(request, exc)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        issue = _HTTP_ISSUES.get(exc.status_code, "processing")
+        detail = {
+            404: f"No FHIR endpoint at {request.url.path}",
+            405: f"{request.method} is not allowed on {request.url.path}",
+        }
+        return error_response(
+            request,
+            FhirError.of(exc.status_code, issue, detail.get(exc.status_code, str(exc.detail))),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return error_response(request, FhirError.of(400, "invalid", str(exc)))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # Log the failure's type and place only: messages may quote patient data.
+        log.error(
+            "internal error on %s %s: %s",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+            exc_info=(type(exc), None, exc.__traceback__),
+        )
+        return error_response(request, FhirError.of(500, "exception", "Internal server error"))
+
+    return app

@@ -1,0 +1,221 @@
+"""FHIR RESTful API routes (R4 http.html). Each route only translates: HTTP request →
+`Interaction`, engine, `Outcome` → HTTP response."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from fhir_server.engine.interaction import Context, Interaction, Kind, PatchFormat, Return
+from fhir_server.errors import FhirError, bad_request
+from fhir_server.rest import negotiation as n
+
+router = APIRouter()
+
+
+def _params(request: Request) -> list[tuple[str, str]]:
+    return [
+        (k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")
+    ]
+
+
+async def _execute(request: Request, interaction: Interaction) -> Response:
+    fmt = n.response_format(request)
+    prefer = n.prefer_return(request)
+    interaction.prefer_return = prefer
+    interaction.strict = n.prefer_strict(request)
+    server = request.app.state.server
+    context = Context(
+        base_url=n.base_url(request), source="rest", request_id=request.headers.get("x-request-id")
+    )
+    request.state.context = context
+    outcome = await run_in_threadpool(server.engine.execute, interaction, context)
+    writes = interaction.is_write or interaction.kind in (Kind.BATCH, Kind.TRANSACTION)
+    return n.render(request, outcome, fmt, prefer if writes else Return.REPRESENTATION)
+
+
+async def _resource_body(request: Request) -> dict:
+    body = await n.read_body(request, request.app.state.server.settings.max_body_bytes)
+    resource = n.parse_body(body, request.headers.get("content-type"))
+    if not isinstance(resource, dict):
+        raise bad_request("The body must be a FHIR resource (a JSON object)")
+    return resource
+
+
+@router.get("/metadata")
+async def capabilities(request: Request) -> Response:
+    return await _execute(request, Interaction(Kind.CAPABILITIES))
+
+
+@router.post("/")
+async def batch_or_transaction(request: Request) -> Response:
+    bundle = await _resource_body(request)
+    if bundle.get("resourceType") != "Bundle":
+        raise bad_request("POST to the base accepts a batch or transaction Bundle")
+    kind = Kind.TRANSACTION if bundle.get("type") == "transaction" else Kind.BATCH
+    return await _execute(request, Interaction(kind, resource=bundle, method="POST"))
+
+
+@router.get("/")
+async def search_system(request: Request) -> Response:
+    return await _execute(request, Interaction(Kind.SEARCH_SYSTEM, params=_params(request)))
+
+
+@router.get("/_history")
+async def history_system(request: Request) -> Response:
+    return await _execute(request, Interaction(Kind.HISTORY_SYSTEM, params=_params(request)))
+
+
+@router.get("/{type}/_history")
+async def history_type(request: Request, type: str) -> Response:
+    return await _execute(request, Interaction(Kind.HISTORY_TYPE, type, params=_params(request)))
+
+
+@router.post("/{type}/_search")
+async def search_post(request: Request, type: str) -> Response:
+    """POST search: criteria from the form body and the URL together (search.html#Introduction)."""
+    body = await n.read_body(request, request.app.state.server.settings.max_body_bytes)
+    if n.media_type(request.headers.get("content-type", "")) != "application/x-www-form-urlencoded":
+        raise FhirError.of(
+            415, "not-supported", "POST _search takes application/x-www-form-urlencoded"
+        )
+    params = _params(request) + parse_qsl(body.decode(), keep_blank_values=True)
+    return await _execute(request, Interaction(Kind.SEARCH_TYPE, type, params=params))
+
+
+@router.get("/{type}/{id}/_history")
+async def history_instance(request: Request, type: str, id: str) -> Response:
+    return await _execute(
+        request, Interaction(Kind.HISTORY_INSTANCE, type, id, params=_params(request))
+    )
+
+
+@router.get("/{type}/{id}/_history/{version}")
+async def vread(request: Request, type: str, id: str, version: str) -> Response:
+    return await _execute(request, Interaction(Kind.VREAD, type, id, version=version))
+
+
+@router.get("/{compartment}/{id}/{type}")
+async def search_compartment(request: Request, compartment: str, id: str, type: str) -> Response:
+    return await _execute(
+        request,
+        Interaction(Kind.SEARCH_TYPE, type, params=_params(request), compartment=(compartment, id)),
+    )
+
+
+@router.get("/{type}")
+async def search_type(request: Request, type: str) -> Response:
+    return await _execute(request, Interaction(Kind.SEARCH_TYPE, type, params=_params(request)))
+
+
+@router.post("/{type}")
+async def create(request: Request, type: str) -> Response:
+    ix = Interaction(Kind.CREATE, type, resource=await _resource_body(request), method="POST")
+    if_none_exist = request.headers.get("if-none-exist")
+    if if_none_exist is not None:
+        ix.if_none_exist = parse_qsl(if_none_exist.lstrip("?"), keep_blank_values=True)
+    return await _execute(request, ix)
+
+
+@router.put("/{type}")
+async def update_conditional(request: Request, type: str) -> Response:
+    return await _execute(
+        request,
+        Interaction(
+            Kind.UPDATE,
+            type,
+            resource=await _resource_body(request),
+            params=_params(request),
+            if_match=n.if_match(request),
+            method="PUT",
+        ),
+    )
+
+
+@router.delete("/{type}")
+async def delete_conditional(request: Request, type: str) -> Response:
+    return await _execute(
+        request,
+        Interaction(
+            Kind.DELETE,
+            type,
+            params=_params(request),
+            if_match=n.if_match(request),
+            method="DELETE",
+        ),
+    )
+
+
+@router.patch("/{type}")
+async def patch_conditional(request: Request, type: str) -> Response:
+    ix = await _patch_interaction(request, type, None)
+    ix.params = _params(request)
+    return await _execute(request, ix)
+
+
+@router.get("/{type}/{id}")
+async def read(request: Request, type: str, id: str) -> Response:
+    return await _execute(
+        request,
+        Interaction(
+            Kind.READ,
+            type,
+            id,
+            if_none_match=n.if_none_match(request),
+            if_modified_since=n.if_modified_since(request),
+        ),
+    )
+
+
+@router.put("/{type}/{id}")
+async def update(request: Request, type: str, id: str) -> Response:
+    return await _execute(
+        request,
+        Interaction(
+            Kind.UPDATE,
+            type,
+            id,
+            resource=await _resource_body(request),
+            if_match=n.if_match(request),
+            method="PUT",
+        ),
+    )
+
+
+@router.delete("/{type}/{id}")
+async def delete(request: Request, type: str, id: str) -> Response:
+    return await _execute(
+        request, Interaction(Kind.DELETE, type, id, if_match=n.if_match(request), method="DELETE")
+    )
+
+
+@router.patch("/{type}/{id}")
+async def patch(request: Request, type: str, id: str) -> Response:
+    return await _execute(request, await _patch_interaction(request, type, id))
+
+
+async def _patch_interaction(request: Request, type: str, id: str | None) -> Interaction:
+    body = await n.read_body(request, request.app.state.server.settings.max_body_bytes)
+    content_type = request.headers.get("content-type")
+    document = n.parse_body(body, content_type, allow_json_patch=True)
+    if n.media_type(content_type or "") == n.JSON_PATCH:
+        patch_format = PatchFormat.JSON_PATCH
+    elif isinstance(document, dict) and document.get("resourceType") == "Parameters":
+        patch_format = PatchFormat.FHIRPATH_PATCH
+    else:
+        raise bad_request(
+            "PATCH takes a JSON Patch (application/json-patch+json) or a "
+            "FHIRPath Patch Parameters resource"
+        )
+    return Interaction(
+        Kind.PATCH,
+        type,
+        id,
+        patch=document,
+        patch_format=patch_format,
+        if_match=n.if_match(request),
+        method="PATCH",
+    )

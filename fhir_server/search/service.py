@@ -1,0 +1,371 @@
+"""The search service: index rows at write time, and the search interaction at read time —
+criteria, sorting, keyset paging, totals, `_include`/`_revinclude`, searchset Bundles."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from sqlalchemy import and_, false, func, insert, or_, select
+
+from fhir_server.engine import paging
+from fhir_server.engine.interaction import Context, Interaction, Kind, Outcome, Params
+from fhir_server.engine.unit_of_work import UnitOfWork
+from fhir_server.engine.versioning import instant, now
+from fhir_server.errors import FhirError, Issue, bad_request
+from fhir_server.formats.json_format import loads
+from fhir_server.model.registry import resource_types
+from fhir_server.search.compartment import compartment_params
+from fhir_server.search.criteria import (
+    RESULT_PARAMS,
+    UNSUPPORTED_RESULT_PARAMS,
+    Criterion,
+    ParamError,
+    Parser,
+    SearchRequest,
+)
+from fhir_server.search.extract import index_rows
+from fhir_server.search.normalize import zone
+from fhir_server.search.parameters import Registry, default_registry
+from fhir_server.search.sql import RESOURCE, TABLES, SqlBuilder
+from fhir_server.search.summary import SUMMARY_VALUES, subset
+from fhir_server.settings import Settings
+from fhir_server.storage.repository import StoredVersion
+
+if TYPE_CHECKING:
+    from fhir_server.engine.engine import Engine
+
+_COMMON_TYPES = ["Resource"]
+
+
+class Search:
+    def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or default_registry()
+        self.local_zone = zone(settings.timezone)
+        self.parser = Parser(self.registry)
+
+    # -- write side --------------------------------------------------------------------------
+
+    def index(self, uow: UnitOfWork, resource_pk: int, type_: str, resource: dict) -> None:
+        for table, rows in index_rows(self.registry, type_, resource, self.local_zone).items():
+            if rows:
+                for row in rows:
+                    row["resource_pk"] = resource_pk
+                uow.conn.execute(insert(table.__table__), rows)
+
+    # -- read side ---------------------------------------------------------------------------
+
+    def match(self, uow: UnitOfWork, type_: str, params: Params, limit: int) -> list[str]:
+        """Ids of the resources matching criteria (conditional interactions): strict parsing."""
+        request = self.parse([type_], params, strict=True)
+        r = RESOURCE.alias("r")
+        builder = SqlBuilder(self.registry, self.local_zone, "")
+        stmt = select(r.c.id).where(*self._where(request, builder, r)).order_by(r.c.pk)
+        return list(uow.conn.execute(stmt.limit(limit)).scalars())
+
+    def parse(self, types: list[str], params: Params, strict: bool) -> SearchRequest:
+        request = SearchRequest(types=types)
+        for name, value in params:
+            try:
+                self._parse_one(request, name, value)
+            except ParamError as exc:
+                if strict:
+                    raise bad_request(str(exc), name) from None
+                request.problems.append(f"Parameter {name}={value} ignored: {exc}")
+        return request
+
+    def _parse_one(self, request: SearchRequest, name: str, value: str) -> None:
+        base, _, modifier = name.partition(":")
+        if base in UNSUPPORTED_RESULT_PARAMS:
+            raise ParamError(f"{base} is not supported")
+        if base not in RESULT_PARAMS:
+            request.criteria.append(self.parser.criterion(request.types, name, value))
+        elif base == "_count":
+            if not value.isdigit():
+                raise ParamError("_count takes a non-negative integer")
+            request.count = min(int(value), self.settings.max_page_size)
+        elif base == "_total":
+            if value not in ("none", "estimate", "accurate"):
+                raise ParamError("_total takes none, estimate or accurate")
+            request.total = value  # type: ignore[assignment]
+        elif base == "_summary":
+            if value not in SUMMARY_VALUES:
+                raise ParamError(f"_summary takes one of {', '.join(SUMMARY_VALUES)}")
+            request.summary = value
+        elif base == "_elements":
+            request.elements = [e.strip() for e in value.split(",") if e.strip()]
+        elif base == "_sort":
+            request.sort = self.parser.sort(request.types, value)
+        elif base in ("_include", "_revinclude"):
+            if modifier not in ("", "iterate", "recurse"):
+                raise ParamError(f"Unknown modifier {base}:{modifier}")
+            include = self.parser.include(value, bool(modifier), base == "_revinclude")
+            (request.revinclude if base == "_revinclude" else request.include).append(include)
+        elif base == "_page":
+            request.page = value
+            return  # not part of the self link
+        request.used.append((name, value))
+
+    def _where(self, request: SearchRequest, builder: SqlBuilder, r: Any) -> list[Any]:
+        types = request.types
+        conditions = [
+            r.c.type == types[0] if len(types) == 1 else r.c.type.in_(types),
+            r.c.deleted == false(),
+        ]
+        conditions += [builder.condition(c, types, r) for c in request.criteria]
+        if request.compartment:
+            conditions.append(or_(*[builder.condition(c, types, r) for c in request.compartment]))
+        return conditions
+
+    def search(self, engine: Engine, uow: UnitOfWork, ix: Interaction, ctx: Context) -> Outcome:
+        strict = ix.strict
+        params = list(ix.params)
+        types = self._system_types(params) if ix.kind is Kind.SEARCH_SYSTEM else [ix.type]
+        request = self.parse(types, params, strict)
+        if ix.compartment is not None:
+            request.compartment = self._compartment(ix.compartment, ix.type)
+        builder = SqlBuilder(self.registry, self.local_zone, ctx.base_url)
+        r = RESOURCE.alias("r")
+        try:
+            where = self._where(request, builder, r)
+        except ParamError as exc:
+            raise bad_request(str(exc)) from None
+        count = request.count if request.count is not None else self.settings.default_page_size
+        bundle: dict[str, Any] = {
+            "resourceType": "Bundle",
+            "id": None,
+            "meta": {"lastUpdated": instant(now())},
+            "type": "searchset",
+        }
+        if request.summary == "count" or count == 0:
+            bundle["total"] = self._count(uow, r, where)
+            bundle["link"] = [self._link("self", ctx, ix, request.used)]
+            return self._finish(bundle, request)
+
+        keys = request.sort
+        sort_exprs = [
+            builder.sort_expression(k.code, k.param, k.descending, types, r) for k in keys
+        ]
+        directions = [k.descending for k in keys] + [False]
+        exprs = [*sort_exprs, r.c.pk]
+        token = paging.decode(request.page) if request.page else None
+        backwards = bool(token and token.get("back"))
+        stmt = select(r.c.pk, *sort_exprs).where(*where)
+        if token:
+            stmt = stmt.where(_after(exprs, directions, _decode_values(token["k"]), backwards))
+        order = [
+            e.desc() if descending != backwards else e.asc()
+            for e, descending in zip(exprs, directions, strict=True)
+        ]
+        rows = list(uow.conn.execute(stmt.order_by(*order).limit(count + 1)))
+        more = len(rows) > count
+        rows = rows[:count]
+        if backwards:
+            rows.reverse()
+        stored = uow.repository.read_many([row[0] for row in rows])
+        matches = [stored[row[0]] for row in rows if row[0] in stored]
+
+        links = [self._link("self", ctx, ix, request.used)]
+        if rows and (more or backwards):
+            links.append(self._link("next", ctx, ix, request.used, rows[-1], back=False))
+        if rows and token and (more or not backwards):
+            links.append(self._link("previous", ctx, ix, request.used, rows[0], back=True))
+        total = self._total(request, uow, r, where, token, more, len(matches))
+        if total is not None:
+            bundle["total"] = total
+        bundle["link"] = links
+        included, capped = self._includes(uow, request, matches)
+        entries = [self._entry(ctx, s, "match", request) for s in matches]
+        entries += [self._entry(ctx, s, "include", request) for s in included]
+        bundle["entry"] = entries
+        if capped:
+            request.problems.append(
+                f"Included resources were capped at {self.settings.max_include}"
+            )
+        return self._finish(bundle, request)
+
+    def _system_types(self, params: Params) -> list[str]:
+        for name, value in params:
+            if name == "_type":
+                types = [t.strip() for t in value.split(",") if t.strip()]
+                unknown = [t for t in types if t not in resource_types()]
+                if unknown:
+                    raise bad_request(f"Unknown resource types in _type: {', '.join(unknown)}")
+                return types
+        return sorted(resource_types())
+
+    def _compartment(self, compartment: tuple[str, str], type_: str) -> list[Criterion]:
+        """Criteria (ORed) placing a resource in the compartment."""
+        comp_type, comp_id = compartment
+        codes = compartment_params(comp_type, type_)
+        if codes is None:
+            raise FhirError.of(404, "not-found", f"{type_} is not in the {comp_type} compartment")
+        if not codes:  # the compartment's own resource
+            return [self.parser.criterion([type_], "_id", comp_id)]
+        return [self.parser.criterion([type_], code, f"{comp_type}/{comp_id}") for code in codes]
+
+    def _count(self, uow: UnitOfWork, r: Any, where: list[Any]) -> int:
+        return uow.conn.execute(select(func.count()).select_from(r).where(*where)).scalar_one()
+
+    def _total(
+        self,
+        request: SearchRequest,
+        uow: UnitOfWork,
+        r: Any,
+        where: list[Any],
+        token: dict | None,
+        more: bool,
+        found: int,
+    ) -> int | None:
+        if request.total == "none":
+            return None
+        if request.total in ("accurate", "estimate"):
+            return self._count(uow, r, where)
+        return found if not token and not more else None  # free when it all fits one page
+
+    def _includes(
+        self, uow: UnitOfWork, request: SearchRequest, matches: list[StoredVersion]
+    ) -> tuple[list[StoredVersion], bool]:
+        if not (request.include or request.revinclude):
+            return [], False
+        cap = self.settings.max_include
+        seen = {(s.type, s.id) for s in matches}
+        found: list[StoredVersion] = []
+        frontier, first = matches, True
+        while frontier and len(found) < cap:
+            fresh: list[StoredVersion] = []
+            pks = self._included_pks(uow, request, frontier, first)
+            for stored in uow.repository.read_many(sorted(pks)).values():
+                if stored.body is not None and (stored.type, stored.id) not in seen:
+                    seen.add((stored.type, stored.id))
+                    fresh.append(stored)
+            found += fresh
+            frontier, first = fresh, False
+        return found[:cap], len(found) > cap
+
+    def _included_pks(
+        self, uow: UnitOfWork, request: SearchRequest, frontier: list[StoredVersion], first: bool
+    ) -> set[int]:
+        pks: set[int] = set()
+        ref = TABLES["reference"]
+        by_type: dict[str, list[StoredVersion]] = {}
+        for stored in frontier:
+            by_type.setdefault(stored.type, []).append(stored)
+        for include in request.include:
+            if not (first or include.iterate) or include.source_type not in by_type:
+                continue
+            sources = [s.pk for s in by_type[include.source_type]]  # resource pks
+            stmt = select(ref.c.target_type, ref.c.target_id).where(
+                ref.c.resource_pk.in_(sources), ref.c.target_id.is_not(None)
+            )
+            if include.param is not None:
+                stmt = stmt.where(ref.c.param == include.param)
+            if include.target_type is not None:
+                stmt = stmt.where(ref.c.target_type == include.target_type)
+            targets: dict[str, set[str]] = {}
+            for target_type, target_id in uow.conn.execute(stmt):
+                targets.setdefault(target_type, set()).add(target_id)
+            for target_type, ids in targets.items():
+                pks |= set(self._pks_of(uow, target_type, sorted(ids)))
+        for include in request.revinclude:
+            if not (first or include.iterate):
+                continue
+            pointed = [
+                and_(ref.c.target_type == t, ref.c.target_id.in_([s.id for s in group]))
+                for t, group in by_type.items()
+            ]
+            stmt = select(ref.c.resource_pk).where(ref.c.type == include.source_type, or_(*pointed))
+            if include.param is not None:
+                stmt = stmt.where(ref.c.param == include.param)
+            pks |= set(uow.conn.execute(stmt).scalars())
+        return pks
+
+    @staticmethod
+    def _pks_of(uow: UnitOfWork, type_: str, ids: list[str]) -> list[int]:
+        r = RESOURCE
+        stmt = select(r.c.pk).where(r.c.type == type_, r.c.id.in_(ids), r.c.deleted == false())
+        return list(uow.conn.execute(stmt).scalars())
+
+    def _entry(
+        self, ctx: Context, stored: StoredVersion, mode: str, request: SearchRequest
+    ) -> dict[str, Any]:
+        body: Any = orjson.Fragment(stored.body)
+        if request.summary not in (None, "false") or request.elements:
+            body = subset(loads(stored.body), request.summary, request.elements)
+        return {
+            "fullUrl": f"{ctx.base_url}/{stored.type}/{stored.id}",
+            "resource": body,
+            "search": {"mode": mode},
+        }
+
+    def _link(
+        self,
+        relation: str,
+        ctx: Context,
+        ix: Interaction,
+        used: Params,
+        row: Any = None,
+        back: bool = False,
+    ) -> dict[str, str]:
+        path = ix.type or ""
+        if ix.compartment is not None:
+            path = f"{ix.compartment[0]}/{ix.compartment[1]}/{ix.type}"
+        params = list(used)
+        if row is not None:
+            params.append(
+                (
+                    paging.PAGE_PARAM,
+                    paging.encode({"k": _encode_values([*list(row[1:]), row[0]]), "back": back}),
+                )
+            )
+        return {"relation": relation, "url": paging.url(ctx.base_url, path, params)}
+
+    def _finish(self, bundle: dict[str, Any], request: SearchRequest) -> Outcome:
+        bundle["id"] = str(uuid.uuid4())
+        if request.problems:
+            outcome = {
+                "resourceType": "OperationOutcome",
+                "issue": [
+                    Issue("not-supported", text, "warning").to_json() for text in request.problems
+                ],
+            }
+            bundle.setdefault("entry", []).append(
+                {"resource": outcome, "search": {"mode": "outcome"}}
+            )
+        return Outcome(200, resource=bundle)
+
+
+def _after(exprs: list[Any], descending: list[bool], values: list[Any], backwards: bool) -> Any:
+    """Rows strictly after (or before, going backwards) the keyset position `values`."""
+    condition = None
+    for expr, desc, value in reversed(list(zip(exprs, descending, values, strict=True))):
+        forward = desc == backwards  # ascending order read forwards, or descending backwards
+        beyond = expr > value if forward else expr < value
+        condition = beyond if condition is None else or_(beyond, and_(expr == value, condition))
+    return condition
+
+
+def _encode_values(values: list[Any]) -> list[list[str]]:
+    out = []
+    for value in values:
+        if isinstance(value, datetime):
+            out.append(["d", value.isoformat()])
+        elif isinstance(value, Decimal | float) and not isinstance(value, bool):
+            out.append(["n", str(value)])
+        elif isinstance(value, int):
+            out.append(["i", str(value)])
+        else:
+            out.append(["s", str(value)])
+    return out
+
+
+def _decode_values(values: list[list[str]]) -> list[Any]:
+    decode = {"d": datetime.fromisoformat, "n": Decimal, "i": int, "s": str}
+    try:
+        return [decode[tag](text) for tag, text in values]
+    except (KeyError, ValueError, TypeError):
+        raise bad_request("Invalid _page token") from None

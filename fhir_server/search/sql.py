@@ -1,0 +1,389 @@
+"""Criteria → SQL (SQLAlchemy Core), one subquery per criterion on the index tables:
+`resource.pk IN (SELECT resource_pk FROM search_token WHERE type = ... AND param = ... AND ...)`.
+The same statements run on SQLite and PostgreSQL; every comparison is index-friendly (string
+prefixes are ranges, never LIKE on a leading wildcard except for :contains)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, tzinfo
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import ColumnElement, FromClause, and_, false, func, not_, or_, select, true
+
+from fhir_server.search.criteria import Criterion, Has, ParamError, split_unescaped, unescape
+from fhir_server.search.normalize import (
+    MAX_DATE,
+    MIN_DATE,
+    date_range,
+    normalize_string,
+    number_range,
+)
+from fhir_server.search.parameters import Registry, SearchParameter
+from fhir_server.storage.schema import (
+    DateIndex,
+    NumberIndex,
+    QuantityIndex,
+    ReferenceIndex,
+    ResourceRow,
+    StringIndex,
+    TokenIndex,
+    UriIndex,
+)
+
+RESOURCE = ResourceRow.__table__
+TABLES = {
+    "string": StringIndex.__table__,
+    "token": TokenIndex.__table__,
+    "reference": ReferenceIndex.__table__,
+    "date": DateIndex.__table__,
+    "number": NumberIndex.__table__,
+    "quantity": QuantityIndex.__table__,
+    "uri": UriIndex.__table__,
+}
+PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+_ONE_MS = timedelta(milliseconds=1)
+
+Condition = ColumnElement[bool]
+
+
+def split_prefix(value: str) -> tuple[str, str]:
+    if value[:2] in PREFIXES and len(value) > 2:
+        return value[:2], value[2:]
+    return "eq", value
+
+
+def _next_prefix(text: str) -> str:
+    """The smallest string greater than every string starting with `text`."""
+    return text[:-1] + chr(ord(text[-1]) + 1) if text else "\U0010ffff"
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def range_condition(
+    prefix: str,
+    low: Any,
+    high: Any,
+    search_low: Any,
+    search_high: Any,
+    approx: tuple[Any, Any] | None = None,
+) -> Condition:
+    """Prefix semantics of search.html#prefix for a stored range [low, high) against the search
+    range [search_low, search_high)."""
+    contained = and_(low >= search_low, high <= search_high)
+    if prefix == "eq":
+        return contained
+    if prefix == "ne":
+        return not_(contained)
+    if prefix == "gt":
+        return high > search_high
+    if prefix == "lt":
+        return low < search_low
+    if prefix == "ge":
+        return or_(high > search_high, contained)
+    if prefix == "le":
+        return or_(low < search_low, contained)
+    if prefix == "sa":
+        return low >= search_high
+    if prefix == "eb":
+        return high <= search_low
+    approx_low, approx_high = approx or (search_low, search_high)
+    return and_(low < approx_high, high > approx_low)  # ap: overlaps the widened range
+
+
+class SqlBuilder:
+    def __init__(self, registry: Registry, local_zone: tzinfo, base_url: str) -> None:
+        self.registry = registry
+        self.local_zone = local_zone
+        self.base_url = base_url
+
+    # -- criteria ----------------------------------------------------------------------------
+
+    def condition(self, criterion: Criterion, types: list[str], r: FromClause) -> Condition:
+        """The condition on resource rows `r` (of `types`) for one criterion."""
+        if criterion.has is not None:
+            return self._has(criterion.has, types, r)
+        param = criterion.param
+        if criterion.chain is not None:
+            return self._chain(criterion, types, r)
+        if criterion.modifier == "missing":
+            return self._missing(param, types, r, criterion.values[0] == "true")
+        if param.code == "_id":
+            return r.c.id.in_(criterion.values)
+        if param.code == "_lastUpdated":
+            return or_(*[self._last_updated(v, r) for v in criterion.values])
+        if param.type == "composite":
+            return or_(*[self._composite(param, types, r, v) for v in criterion.values])
+        build = getattr(self, f"_{param.type}")
+        table = TABLES[param.type].alias()
+        if criterion.modifier == "not":  # resources with no matching token at all
+            match = or_(*[build(table, v, None) for v in criterion.values])
+            return r.c.pk.not_in(self._rows(table, types, param.code, match))
+        match = or_(*[build(table, v, criterion.modifier) for v in criterion.values])
+        return r.c.pk.in_(self._rows(table, types, param.code, match))
+
+    @staticmethod
+    def _rows(table: FromClause, types: list[str], code: str, match: Condition) -> Any:
+        type_match = table.c.type == types[0] if len(types) == 1 else table.c.type.in_(types)
+        return select(table.c.resource_pk).where(type_match, table.c.param == code, match)
+
+    def _missing(
+        self, param: SearchParameter, types: list[str], r: FromClause, missing: bool
+    ) -> Condition:
+        if param.type == "composite":
+            component = self.registry.by_definition(param.component[0].definition, types[0])
+            table, code = TABLES[component.type].alias(), f"{param.code}$0"
+        else:
+            table, code = TABLES[param.type].alias(), param.code
+        rows = self._rows(table, types, code, true())
+        return r.c.pk.not_in(rows) if missing else r.c.pk.in_(rows)
+
+    def _chain(self, criterion: Criterion, types: list[str], r: FromClause) -> Condition:
+        ref = TABLES["reference"].alias()
+        targets = []
+        for target_type in criterion.chain_types:
+            target = RESOURCE.alias()
+            ids = select(target.c.id).where(
+                target.c.type == target_type,
+                target.c.deleted == false(),
+                self.condition(criterion.chain, [target_type], target),
+            )
+            targets.append(and_(ref.c.target_type == target_type, ref.c.target_id.in_(ids)))
+        return r.c.pk.in_(self._rows(ref, types, criterion.param.code, or_(*targets)))
+
+    def _has(self, has: Has, types: list[str], r: FromClause) -> Condition:
+        source = RESOURCE.alias()
+        inner = (
+            self._has(has.inner, [has.type], source)
+            if has.inner is not None
+            else self.condition(has.criterion, [has.type], source)
+        )
+        ref = TABLES["reference"].alias()
+        pointing = select(ref.c.target_id).where(
+            ref.c.type == has.type,
+            ref.c.param == has.reference.code,
+            ref.c.target_type.in_(types),
+            ref.c.resource_pk.in_(
+                select(source.c.pk).where(
+                    source.c.type == has.type, source.c.deleted == false(), inner
+                )
+            ),
+        )
+        return r.c.id.in_(pointing)
+
+    def _composite(
+        self, param: SearchParameter, types: list[str], r: FromClause, value: str
+    ) -> Condition:
+        parts = split_unescaped(value, "$")
+        if len(parts) != len(param.component):
+            raise ParamError(f"{param.code!r} takes {len(param.component)} values joined by $")
+        first = None
+        conditions = []
+        for index, (component, part) in enumerate(zip(param.component, parts, strict=True)):
+            definition = self.registry.by_definition(component.definition, types[0])
+            if definition is None:
+                raise ParamError(f"Composite {param.code!r}: unknown component")
+            table = TABLES[definition.type].alias()
+            build = getattr(self, f"_{definition.type}")
+            conditions += [table.c.param == f"{param.code}${index}", build(table, part, None)]
+            if first is None:
+                first = table
+                conditions.append(
+                    table.c.type == types[0] if len(types) == 1 else table.c.type.in_(types)
+                )
+                joined = table
+            else:
+                joined = joined.join(
+                    table,
+                    and_(
+                        table.c.resource_pk == first.c.resource_pk,
+                        table.c.composite == first.c.composite,
+                    ),
+                )
+        return r.c.pk.in_(select(first.c.resource_pk).select_from(joined).where(*conditions))
+
+    # -- value conditions per parameter type -------------------------------------------------
+
+    def _string(self, t: FromClause, value: str, modifier: str | None) -> Condition:
+        if modifier == "exact":
+            return t.c.value_exact == unescape(value)[:255]
+        text = normalize_string(unescape(value))
+        if modifier == "contains":
+            return t.c.value_normalized.like(f"%{_escape_like(text)}%", escape="\\")
+        return and_(t.c.value_normalized >= text, t.c.value_normalized < _next_prefix(text))
+
+    def _token(self, t: FromClause, value: str, modifier: str | None) -> Condition:
+        value_text = value
+        if modifier == "text":
+            text = normalize_string(unescape(value_text))
+            return and_(t.c.text_normalized >= text, t.c.text_normalized < _next_prefix(text))
+        parts = split_unescaped(value_text, "|")
+        if modifier == "of-type":
+            if len(parts) != 3:
+                raise ParamError(":of-type takes system|code|value")
+            type_system, type_code, code = (unescape(p) for p in parts)
+            return and_(
+                t.c.type_system == type_system, t.c.type_code == type_code, t.c.code == code
+            )
+        if len(parts) == 1:
+            return t.c.code == unescape(parts[0])
+        if len(parts) != 2:
+            raise ParamError(f"Malformed token {value!r}")
+        system, code = unescape(parts[0]), unescape(parts[1])
+        if not system:
+            return and_(t.c.system.is_(None), t.c.code == code)
+        if not code:
+            return t.c.system == system
+        return and_(t.c.system == system, t.c.code == code)
+
+    def _reference(self, t: FromClause, value: str, modifier: str | None) -> Condition:
+        value = unescape(value)
+        if modifier == "identifier":
+            system, bar, code = value.rpartition("|")
+            if not bar:
+                return t.c.identifier_value == value
+            if not code:
+                return t.c.identifier_system == system
+            if not system:
+                return and_(t.c.identifier_system.is_(None), t.c.identifier_value == code)
+            return and_(t.c.identifier_system == system, t.c.identifier_value == code)
+        if value.startswith(self.base_url + "/"):
+            value = value[len(self.base_url) + 1 :]
+        if "://" in value or value.startswith("urn:"):
+            return t.c.url == value.partition("|")[0]
+        segments = value.split("/")
+        if len(segments) >= 4 and segments[-2] == "_history":
+            segments = segments[:-2]
+        if len(segments) == 2:
+            return and_(t.c.target_type == segments[0], t.c.target_id == segments[1])
+        if len(segments) == 1 and value:
+            if modifier:  # :[type]
+                return and_(t.c.target_type == modifier, t.c.target_id == value)
+            return t.c.target_id == value
+        raise ParamError(f"Malformed reference {value!r}")
+
+    def _date(self, t: FromClause, value: str, _modifier: str | None) -> Condition:
+        prefix, text = split_prefix(value)
+        low, high = self._date_range(text)
+        return range_condition(prefix, t.c.low, t.c.high, low, high, self._approx(low, high))
+
+    def _last_updated(self, value: str, r: FromClause) -> Condition:
+        prefix, text = split_prefix(value)
+        low, high = self._date_range(text)
+        point = r.c.last_updated
+        # A point p is the range [p, p + 1 ms): the range semantics simplify to these.
+        simple: dict[str, Callable[[], Condition]] = {
+            "eq": lambda: and_(point >= low, point < high),
+            "ne": lambda: not_(and_(point >= low, point < high)),
+            "gt": lambda: point >= high,
+            "sa": lambda: point >= high,
+            "lt": lambda: point < low,
+            "eb": lambda: point < low,
+            "ge": lambda: point >= low,
+            "le": lambda: point < high,
+        }
+        if prefix in simple:
+            return simple[prefix]()
+        approx_low, approx_high = self._approx(low, high)
+        return and_(point >= approx_low, point < approx_high)
+
+    def _date_range(self, text: str) -> tuple[datetime, datetime]:
+        try:
+            return date_range(text, self.local_zone)
+        except ValueError:
+            raise ParamError(f"Malformed date {text!r}") from None
+
+    @staticmethod
+    def _approx(low: datetime, high: datetime) -> tuple[datetime, datetime]:
+        """`ap` on dates: 10 % of the distance to now on each side (at least a day)."""
+        gap = max(abs(datetime.now(UTC) - low) / 10, timedelta(days=1))
+        wide_low = low - gap if low - MIN_DATE > gap else MIN_DATE
+        wide_high = high + gap if MAX_DATE - high > gap else MAX_DATE
+        return wide_low, wide_high
+
+    def _number(self, t: FromClause, value: str, _modifier: str | None) -> Condition:
+        prefix, text = split_prefix(value)
+        return self._numeric(t.c.value, prefix, text)
+
+    @staticmethod
+    def _numeric(column: Any, prefix: str, text: str) -> Condition:
+        try:
+            exact = Decimal(text)
+            low, high = number_range(text)
+        except (InvalidOperation, ValueError):
+            raise ParamError(f"Malformed number {text!r}") from None
+        if prefix == "eq":
+            return and_(column >= low, column < high)
+        if prefix == "ne":
+            return or_(column < low, column >= high)
+        if prefix in ("gt", "sa"):
+            return column > exact
+        if prefix in ("lt", "eb"):
+            return column < exact
+        if prefix == "ge":
+            return column >= exact
+        if prefix == "le":
+            return column <= exact
+        margin = abs(exact) / 10
+        return and_(column >= exact - margin, column <= exact + margin)
+
+    def _quantity(self, t: FromClause, value: str, _modifier: str | None) -> Condition:
+        parts = split_unescaped(value, "|")
+        if len(parts) not in (1, 3):
+            raise ParamError(f"Malformed quantity {value!r}")
+        prefix, text = split_prefix(parts[0])
+        conditions = [self._numeric(t.c.value, prefix, text)]
+        if len(parts) == 3:
+            system, code = unescape(parts[1]), unescape(parts[2])
+            if system:
+                conditions.append(t.c.system == system)
+            if code:
+                conditions.append(t.c.code == code)
+        return and_(*conditions)
+
+    def _uri(self, t: FromClause, value: str, modifier: str | None) -> Condition:
+        value = unescape(value)
+        if modifier == "below":
+            return and_(t.c.value >= value, t.c.value < _next_prefix(value))
+        if modifier == "above":  # stored values that are a path prefix of the search value
+            prefixes, cut = [value], value
+            while "/" in cut.rstrip("/"):
+                cut = cut.rstrip("/").rsplit("/", 1)[0]
+                if cut.endswith(":/") or cut.endswith(":"):
+                    break
+                prefixes.append(cut)
+            return t.c.value.in_(prefixes)
+        return t.c.value == value
+
+    # -- sorting -----------------------------------------------------------------------------
+
+    def sort_expression(
+        self,
+        code: str,
+        param: SearchParameter | None,
+        descending: bool,
+        types: list[str],
+        r: FromClause,
+    ) -> Any:
+        """A sortable scalar per resource: the smallest value ascending, the largest descending,
+        missing values last either way."""
+        if code == "_id":
+            return r.c.id
+        if code == "_lastUpdated":
+            return r.c.last_updated
+        table = TABLES[param.type].alias()
+        column, low_end, high_end = {
+            "string": (table.c.value_normalized, "", "\U0010ffff"),
+            "token": (table.c.code, "", "\U0010ffff"),
+            "reference": (table.c.target_id, "", "\U0010ffff"),
+            "uri": (table.c.value, "", "\U0010ffff"),
+            "date": (table.c.high if descending else table.c.low, MIN_DATE, MAX_DATE),
+            "number": (table.c.value, Decimal("-1e30"), Decimal("1e30")),
+            "quantity": (table.c.value, Decimal("-1e30"), Decimal("1e30")),
+        }[param.type]
+        aggregate = func.max(column) if descending else func.min(column)
+        value = select(aggregate).where(table.c.resource_pk == r.c.pk, table.c.param == code)
+        return func.coalesce(value.scalar_subquery(), low_end if descending else high_end)
