@@ -4,7 +4,8 @@ once per process and shared by every door (HTTP, MLLP, workers)."""
 from __future__ import annotations
 
 from fhir_server.engine.engine import Engine
-from fhir_server.engine.hooks import Hooks
+from fhir_server.engine.hooks import HookPoint, Hooks
+from fhir_server.outbox import OutboxConsumer, OutboxDispatcher, OutboxWorker
 from fhir_server.plugins import PLUGIN_GROUP, registrations
 from fhir_server.search.service import Search
 from fhir_server.settings import Settings
@@ -21,14 +22,30 @@ class Server:
         self.hooks = Hooks()
         self.search = Search(settings)
         self.engine = Engine(self.database, settings, self.search, self.hooks)
+        self.consumers: list[OutboxConsumer] = []
+        self.worker: OutboxWorker | None = None
         if load_plugins:
             for register in registrations(PLUGIN_GROUP):
                 register(self)
 
-    def add_outbox_consumer(self, name: str) -> None:
-        """Every change committed from now on is queued for consumer `name` (outbox)."""
-        if name not in self.engine.outbox_consumers:
-            self.engine.outbox_consumers.append(name)
+    def add_outbox_consumer(self, consumer: OutboxConsumer) -> None:
+        """Every change committed from now on is queued for `consumer` in the outbox."""
+        self.consumers.append(consumer)
+        self.engine.outbox_consumers.append(consumer.name)
+
+    def dispatcher(self) -> OutboxDispatcher:
+        return OutboxDispatcher(self.engine, self.consumers)
+
+    def start_outbox_worker(self) -> None:
+        """Dispatch outbox events in a background thread, woken after each commit."""
+        if self.worker is None and self.consumers:
+            self.worker = OutboxWorker(self.dispatcher())
+            self.hooks.register(
+                HookPoint.AFTER_COMMIT, lambda _ctx, _changes: self.worker.wake.set()
+            )
+            self.worker.start()
 
     def close(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
         self.database.dispose()

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     )
     max_include: int = Field(default=1000, description="Most resources _include adds to a page.")
     db_pool_size: int = Field(default=10, description="Connections per worker (PostgreSQL).")
+    outbox_in_process: bool = Field(
+        default=True,
+        description="Dispatch outbox events in the API process (embedded default); set false "
+        "when `worker` processes do it.",
+    )
     migrate_on_start: bool = Field(default=True, description="Apply migrations at start-up.")
 
 

@@ -11,7 +11,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -40,6 +40,7 @@ from fhir_server.storage.repository import Current, StoredVersion
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _RETRIES = 5
+T = TypeVar("T")
 # PostgreSQL: serialization_failure, deadlock_detected
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}
 
@@ -91,9 +92,7 @@ class Engine:
             interaction.is_write, context, lambda uow: self.dispatch(uow, interaction, context)
         )
 
-    def in_transaction(
-        self, write: bool, context: Context, work: Callable[[UnitOfWork], Outcome]
-    ) -> Outcome:
+    def in_transaction(self, write: bool, context: Context, work: Callable[[UnitOfWork], T]) -> T:
         """Run `work` in a unit of work, committed at the end, retried on write conflicts."""
         for _ in range(_RETRIES):
             try:
@@ -139,7 +138,8 @@ class Engine:
         if stored.body is None:
             raise _gone(stored)
         if ix.if_none_match == str(stored.version) or (
-            ix.if_modified_since is not None and stored.last_updated <= ix.if_modified_since
+            ix.if_modified_since is not None  # HTTP dates have whole seconds
+            and stored.last_updated.replace(microsecond=0) <= ix.if_modified_since
         ):
             return _outcome(304, stored, with_body=False)
         return _outcome(200, stored)

@@ -31,6 +31,8 @@ def create_app(settings: Settings | None = None, server: Server | None = None) -
         owned = app.state.server is None
         if owned:
             app.state.server = Server(settings or get_settings())
+            if app.state.server.settings.outbox_in_process:
+                app.state.server.start_outbox_worker()
         yield
         if owned:
             app.state.server.close()

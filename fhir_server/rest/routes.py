@@ -50,6 +50,11 @@ async def capabilities(request: Request) -> Response:
     return await _execute(request, Interaction(Kind.CAPABILITIES))
 
 
+@router.api_route("/metadata", methods=["POST", "PUT", "PATCH", "DELETE"])
+async def capabilities_read_only(request: Request) -> Response:
+    raise FhirError.of(405, "not-supported", f"{request.method} is not allowed on /metadata")
+
+
 @router.post("/")
 async def batch_or_transaction(request: Request) -> Response:
     bundle = await _resource_body(request)

@@ -112,9 +112,25 @@ def _resource_node(resource: Any) -> Node:
     return resource, type_name or "Resource", _resource_model(type_name) if type_name else None
 
 
+# FHIRPath System types (`ofType(DateTime)` in R4 Observation-code-value-date) → FHIR types.
+_SYSTEM_TYPES = {
+    "Boolean": frozenset({"boolean"}),
+    "String": frozenset(
+        {"string", "code", "id", "markdown", "uri", "url", "canonical", "oid", "uuid"}
+    ),
+    "Integer": frozenset({"integer", "positiveInt", "unsignedInt"}),
+    "Decimal": frozenset({"decimal"}),
+    "Date": frozenset({"date"}),
+    "DateTime": frozenset({"dateTime", "instant"}),
+    "Time": frozenset({"time"}),
+}
+
+
 def _is_type(actual: str, wanted: str) -> bool:
     if actual == wanted:
         return True
+    if wanted in _SYSTEM_TYPES:
+        return actual in _SYSTEM_TYPES[wanted]
     if wanted == "Quantity":
         return actual in QUANTITY_TYPES
     if wanted in ("Resource", "DomainResource"):
@@ -482,6 +498,43 @@ def _fp_node(item: Any) -> Node | None:
 # --------------------------------------------------------------------------- compiled expressions
 
 
+_EXISTS_NOT_FALSE = re.compile(r"(.+?)\.exists\(\)\s+and\s+(.+?)\s*!=\s*false")
+
+FastEvaluator = Callable[[Node, Node], list[Node]]
+
+
+def _fast_union(paths: tuple[_Path, ...]) -> FastEvaluator:
+    if len(paths) == 1:
+        path = paths[0]
+        return lambda context, root: _run(path, context, root)
+
+    def union(context: Node, root: Node) -> list[Node]:
+        found: list[Node] = []
+        for path in paths:
+            found.extend(_run(path, context, root))
+        return found
+
+    return union
+
+
+def _fast_evaluator(text: str) -> FastEvaluator:
+    """The fast evaluation of `text`, or _NotSimple."""
+    match = _EXISTS_NOT_FALSE.fullmatch(text.strip())
+    if match is not None:  # Patient-deceased: "X.exists() and X != false"
+        if match.group(1).strip() != match.group(2).strip():
+            raise _NotSimple(text)
+        operand = _fast_union(tuple(_compile_path(p) for p in _simple_paths(match.group(1))))
+
+        def exists_not_false(context: Node, root: Node) -> list[Node]:
+            found = operand(context, root)
+            # `{} != false` is empty and `false and {}` false; one false item gives false.
+            value = bool(found) and not (len(found) == 1 and found[0][0] is False)
+            return [(value, "boolean", None)]
+
+        return exists_not_false
+    return _fast_union(tuple(_compile_path(p) for p in _simple_paths(text)))
+
+
 class _Expression:
     """One FHIRPath expression, compiled once: the fast path when its shape allows, fhirpathpy
     otherwise (one compiled function per top-level union member, built on first use)."""
@@ -491,21 +544,15 @@ class _Expression:
     def __init__(self, text: str) -> None:
         self.text = text
         self._slow: list[Callable[..., list[Any]]] | None = None
+        self.fast: FastEvaluator | None
         try:
-            self.fast: tuple[_Path, ...] | None = tuple(
-                _compile_path(p) for p in _simple_paths(text)
-            )
+            self.fast = _fast_evaluator(text)
         except (_NotSimple, re.error):
             self.fast = None
 
     def evaluate(self, context: Node, root: Node, *, fhirpath: bool = False) -> list[Node]:
         if self.fast is not None and not fhirpath:
-            if len(self.fast) == 1:
-                return _run(self.fast[0], context, root)
-            found: list[Node] = []
-            for path in self.fast:
-                found.extend(_run(path, context, root))
-            return found
+            return self.fast(context, root)
         return [
             node
             for item in self.evaluate_raw(context[0], root[0])
@@ -822,57 +869,61 @@ _BUILDERS: dict[str, tuple[type, Callable[[Iterable[Node], tzinfo], Rows]]] = {
 
 def _composite_rows(
     registry: Registry, param: SearchParameter, root: Node, local_zone: tzinfo
-) -> Iterator[tuple[type, str, int, Rows]]:
+) -> list[tuple[type, str, int | None, Rows]]:
+    """Rows of each component (`code$j`) of each element the composite's expression selects
+    (instance `k`), so that a match can require all components from the same element."""
     components = []
     for j, component in enumerate(param.component):
         definition = registry.by_definition(component.definition, param.resource_type)
         if definition is None or definition.type not in _BUILDERS:
             raise LookupError(f"component {component.definition} of {param.url} not found")
-        components.append(
-            (f"{param.code}${j}", _BUILDERS[definition.type], _expression(component.expression))
-        )
+        table, build = _BUILDERS[definition.type]
+        components.append((f"{param.code}${j}", table, build, _expression(component.expression)))
     container = _expression(param.expression)
-    if container.fast is not None and all(c[2].fast is not None for c in components):
-        for k, element in enumerate(container.evaluate(root, root)):
-            for code, (table, build), expression in components:
-                yield table, code, k, build(expression.evaluate(element, root), local_zone)
-        return
+    produced: list[tuple[type, str, int | None, Rows]] = []
+    if container.fast is not None and all(c[3].fast is not None for c in components):
+        for k, element in enumerate(container.fast(root, root)):
+            for code, table, build, expression in components:
+                nodes = expression.fast(element, root)  # type: ignore[misc]
+                if nodes:
+                    produced.append((table, code, k, build(nodes, local_zone)))
+        return produced
     for k, raw in enumerate(container.evaluate_raw(root[0], root[0])):
-        for code, (table, build), expression in components:
+        for code, table, build, expression in components:
             nodes = [
                 n for i in expression.evaluate_raw(raw, root[0]) if (n := _fp_node(i)) is not None
             ]
-            yield table, code, k, build(nodes, local_zone)
-
-
-def _parameter_rows(
-    registry: Registry, param: SearchParameter, root: Node, local_zone: tzinfo
-) -> Iterator[tuple[type, str, int | None, Rows]]:
-    if param.type == "composite":
-        yield from _composite_rows(registry, param, root, local_zone)
-        return
-    builder = _BUILDERS.get(param.type)
-    if builder is None:  # special
-        return
-    table, build = builder
-    yield (
-        table,
-        param.code,
-        None,
-        build(_expression(param.expression).evaluate(root, root), local_zone),
-    )
+            if nodes:
+                produced.append((table, code, k, build(nodes, local_zone)))
+    return produced
 
 
 def index_rows(
     registry: Registry, resource_type: str, resource: dict, local_zone: tzinfo
 ) -> dict[type, list[dict]]:
     """Index table class → rows (column → value; `pk` and `resource_pk` left to the caller)
-    for every search parameter of `resource_type`. Every table of `INDEX_TABLES` is a key."""
+    for every search parameter of `resource_type`. Every table of `INDEX_TABLES` is a key.
+
+    Rows of one parameter are deduplicated; a parameter that cannot be evaluated on this
+    resource is skipped (logged at DEBUG), never failing the write."""
     result: dict[type, list[dict]] = {table: [] for table in INDEX_TABLES}
     root = (resource, resource_type, _resource_model(resource_type))
     for param in registry.for_type(resource_type).values():
         try:
-            produced = list(_parameter_rows(registry, param, root, local_zone))
+            if param.type == "composite":
+                produced = _composite_rows(registry, param, root, local_zone)
+            else:
+                builder = _BUILDERS.get(param.type)
+                if builder is None:  # special
+                    continue
+                expression = _expression(param.expression)
+                if expression.fast is not None:
+                    nodes = expression.fast(root, root)
+                else:
+                    nodes = expression.evaluate(root, root)
+                if not nodes:
+                    continue
+                produced = [(builder[0], param.code, None, builder[1](nodes, local_zone))]
         except Exception:  # a parameter never makes a write fail
             logger.debug(
                 "search parameter %s not indexed on %s/%s",
@@ -884,12 +935,12 @@ def index_rows(
             continue
         seen: set[tuple[Any, ...]] = set()
         for table, code, composite, rows in produced:
+            target = result[table]
             for row in rows:
-                key = (table, code, composite, *row.values())
-                if key in seen:
-                    continue
-                seen.add(key)
-                result[table].append(
-                    {"type": resource_type, "param": code, "composite": composite, **row}
-                )
+                key = (code, composite, *row.values())
+                if key not in seen:
+                    seen.add(key)
+                    target.append(
+                        {"type": resource_type, "param": code, "composite": composite, **row}
+                    )
     return result

@@ -27,7 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 PrimaryKey = BigInteger().with_variant(Integer(), "sqlite")
 
 
-def Ordered(length: int) -> String:  # noqa: N802 - a column type
+def Ordered(length: int) -> String:
     """Strings compared byte-wise (collation "C" on PostgreSQL, SQLite's default), so that a
     prefix search is an index range scan `value >= 'abc' AND value < 'abd'`."""
     return String(length).with_variant(String(length, collation="C"), "postgresql")
