@@ -55,7 +55,20 @@ class Entry:
 
 def process_bundle(engine: Engine, interaction: Interaction, context: Context) -> Outcome:
     bundle = interaction.resource
-    check_resource(bundle, "Bundle")
+    # The envelope only: each entry's resource is validated when its interaction runs.
+    check_resource(
+        {
+            **bundle,
+            "entry": [
+                {k: v for k, v in e.items() if k != "resource"}
+                for e in bundle.get("entry", [])
+                if isinstance(e, dict)
+            ],
+        }
+        if bundle.get("entry")
+        else bundle,
+        "Bundle",
+    )
     kind = Kind(bundle.get("type")) if bundle.get("type") in ("batch", "transaction") else None
     if kind is None:
         raise bad_request(

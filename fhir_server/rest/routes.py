@@ -33,8 +33,10 @@ async def _execute(request: Request, interaction: Interaction) -> Response:
     )
     request.state.context = context
     outcome = await run_in_threadpool(server.engine.execute, interaction, context)
-    writes = interaction.is_write or interaction.kind in (Kind.BATCH, Kind.TRANSACTION)
-    return n.render(request, outcome, fmt, prefer if writes else Return.REPRESENTATION)
+    # Prefer shapes the response of a write; a batch or transaction applies it to its entries.
+    return n.render(
+        request, outcome, fmt, prefer if interaction.is_write else Return.REPRESENTATION
+    )
 
 
 async def _resource_body(request: Request) -> dict:

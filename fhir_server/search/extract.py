@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from decimal import Decimal, InvalidOperation
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from fhir_server.model.elements import ModelClass, elements, model_class
@@ -53,7 +53,13 @@ from fhir_server.storage.schema import (
 )
 from profiles.build_tables import split_union
 
-__all__ = ["evaluate_expression", "has_fast_path", "index_rows", "parse_reference"]
+__all__ = [
+    "composite_components",
+    "evaluate_expression",
+    "has_fast_path",
+    "index_rows",
+    "parse_reference",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +74,7 @@ QUANTITY_TYPES = frozenset(
     {"Quantity", "Age", "Count", "Distance", "Duration", "SimpleQuantity", "MoneyQuantity"}
 )
 DATE_TYPES = frozenset({"date", "dateTime", "instant"})
+URI_TYPES = frozenset({"uri", "url", "canonical", "oid", "uuid"})
 
 # A value found by an expression: (JSON value, FHIR type code, model of a complex value).
 Node = tuple[Any, str, ModelClass | None]
@@ -151,6 +158,7 @@ class ParsedReference:
     url: str | None
 
 
+@lru_cache(maxsize=4096)
 def parse_reference(text: str) -> ParsedReference | None:
     """`Type/id[/_history/n]` → type and id; an absolute URL → itself as url, with type and id
     when its last segments look like them; `urn:uuid:`/`urn:oid:` and other URIs → url only;
@@ -462,32 +470,46 @@ def _guess_type(value: Any) -> str:
     return "Element"
 
 
+@cache
+def _path_type(path: str) -> tuple[str, ModelClass | None] | None:
+    """FHIR type and model of the element at a fhirpathpy type path: a type name ("Quantity",
+    "code") or, for backbone elements, an element path ("DocumentReference.relatesTo")."""
+    if path.startswith("FHIR."):
+        path = path[5:]
+    if "." not in path:
+        if path in _FP_PRIMITIVES:
+            return path, None
+        try:
+            return path, model_class(path)
+        except (ValueError, KeyError, AttributeError):
+            return None
+    head, *names = path.split(".")
+    found = _path_type(head)
+    for name in names:
+        if found is None or found[1] is None:
+            return None
+        entries = _children(found[1]).get(name)
+        if not entries or len(entries) != 1 or entries[0][1] == "Resource":
+            return None
+        found = entries[0][1], entries[0][2]
+    return found
+
+
 def _fp_node(item: Any) -> Node | None:
+    """A fhirpathpy result as a typed value."""
     from fhirpathpy.engine.nodes import FP_Type, ResourceNode
 
     if isinstance(item, ResourceNode):
-        value, path = item.data, item.path
+        value = item.data
         if value is None:
             return None
-        if isinstance(path, str) and path.startswith("FHIR."):
-            path = path[5:]
-        if (
-            isinstance(path, str)
-            and "." not in path
-            and (path in _FP_PRIMITIVES or path[:1].isupper())
-        ):
-            type_name = path
-        else:
-            type_name = _guess_type(value)
         if isinstance(value, dict) and "resourceType" in value:
             return _resource_node(value)
-        model = None
-        if isinstance(value, dict) and type_name[:1].isupper():
-            try:
-                model = model_class(type_name)
-            except (ValueError, KeyError, AttributeError):
-                model = None
-        return value, type_name, model
+        typed = _path_type(item.path) if isinstance(item.path, str) else None
+        if typed is None:
+            type_name = _guess_type(value)
+            typed = _path_type(type_name) if isinstance(value, dict) else (type_name, None)
+        return value, *(typed or (_guess_type(value), None))
     if isinstance(item, FP_Type):
         return str(item), "string", None
     if item is None:
@@ -697,8 +719,11 @@ def _reference_rows(nodes: Iterable[Node], local_zone: tzinfo) -> Rows:
     rows: Rows = []
     for value, type_name, _ in nodes:
         target_type = target_id = url = identifier_system = identifier_value = None
-        if isinstance(value, str):  # canonical or uri
-            url = value.split("|", 1)[0]
+        if isinstance(value, str):
+            if type_name not in URI_TYPES:
+                logger.debug("reference index: %s values are not indexed", type_name)
+                continue
+            url = value.split("|", 1)[0]  # canonical: the version is not part of the target
         elif not isinstance(value, dict):
             continue
         elif type_name == "Reference":
@@ -867,18 +892,39 @@ _BUILDERS: dict[str, tuple[type, Callable[[Iterable[Node], tzinfo], Rows]]] = {
 # --------------------------------------------------------------------------- parameters
 
 
+# R4 errata: DocumentReference-relationship gives its two components each other's definition
+# (`code` is the token DocumentReference-relation, `target` the reference -relatesto).
+_COMPONENT_TYPE_ERRATA = {
+    ("http://hl7.org/fhir/SearchParameter/DocumentReference-relationship", "code"): "token",
+    ("http://hl7.org/fhir/SearchParameter/DocumentReference-relationship", "target"): "reference",
+}
+
+
+def composite_components(registry: Registry, param: SearchParameter) -> list[tuple[str, str, str]]:
+    """(row parameter `code$j`, search type, expression relative to the element) of each
+    component of a composite parameter; LookupError when a definition is unknown. The search
+    side must read the component types from here too (R4 errata are corrected)."""
+    components = []
+    for j, component in enumerate(param.component):
+        type_ = _COMPONENT_TYPE_ERRATA.get((param.url, component.expression.strip()))
+        if type_ is None:
+            definition = registry.by_definition(component.definition, param.resource_type)
+            if definition is None or definition.type not in _BUILDERS:
+                raise LookupError(f"component {component.definition} of {param.url} not found")
+            type_ = definition.type
+        components.append((f"{param.code}${j}", type_, component.expression))
+    return components
+
+
 def _composite_rows(
     registry: Registry, param: SearchParameter, root: Node, local_zone: tzinfo
 ) -> list[tuple[type, str, int | None, Rows]]:
     """Rows of each component (`code$j`) of each element the composite's expression selects
     (instance `k`), so that a match can require all components from the same element."""
-    components = []
-    for j, component in enumerate(param.component):
-        definition = registry.by_definition(component.definition, param.resource_type)
-        if definition is None or definition.type not in _BUILDERS:
-            raise LookupError(f"component {component.definition} of {param.url} not found")
-        table, build = _BUILDERS[definition.type]
-        components.append((f"{param.code}${j}", table, build, _expression(component.expression)))
+    components = [
+        (code, *_BUILDERS[type_], _expression(expression))
+        for code, type_, expression in composite_components(registry, param)
+    ]
     container = _expression(param.expression)
     produced: list[tuple[type, str, int | None, Rows]] = []
     if container.fast is not None and all(c[3].fast is not None for c in components):
