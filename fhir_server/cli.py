@@ -3,6 +3,8 @@ the `fhir_server.cli` entry points."""
 
 from __future__ import annotations
 
+import logging
+
 import typer
 
 from fhir_server.plugins import CLI_GROUP, registrations
@@ -16,10 +18,22 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8080, help="TCP port."),
     workers: int = typer.Option(1, help="Worker processes (PostgreSQL only beyond 1)."),
+    demo: bool = typer.Option(False, help="Load the demo CPTS data first (idempotent)."),
 ) -> None:
     """Start the FHIR REST API (migrating the database first)."""
     import uvicorn
 
+    if demo:
+        from fhir_server.demo import load_demo
+        from fhir_server.server import Server
+
+        server = Server(get_settings(), load_plugins=False)
+        typer.echo(f"demo data: {load_demo(server)} resources loaded")
+        server.close()
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # uvicorn's own access log prints URLs, whose ids and search parameters are patient data;
+    # fhir_server.access logs route templates instead.
     uvicorn.run(
         "fhir_server.rest.asgi:app",
         host=host,
@@ -27,6 +41,7 @@ def serve(
         workers=workers,
         log_level="info",
         proxy_headers=True,
+        access_log=False,
     )
 
 

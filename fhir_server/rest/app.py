@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhir_server import __version__
 from fhir_server.errors import FhirError
@@ -19,6 +21,7 @@ from fhir_server.server import Server
 from fhir_server.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("fhir_server.access")
 
 _HTTP_ISSUES = {404: "not-found", 405: "not-supported", 413: "too-costly"}
 
@@ -45,6 +48,7 @@ def create_app(settings: Settings | None = None, server: Server | None = None) -
         redoc_url=None,
         openapi_url=None,
     )
+    app.add_middleware(AccessLog)
     app.state.server = server
     app.include_router(router)
 
@@ -81,3 +85,37 @@ def create_app(settings: Settings | None = None, server: Server | None = None) -
         return error_response(request, FhirError.of(500, "exception", "Internal server error"))
 
     return app
+
+
+class AccessLog:
+    """One line per request with the route template and resource type, never the URL itself:
+    ids and search parameters (names, INS) are patient data."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), 0
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "?")
+            kind = scope.get("path_params", {}).get("type", "")
+            access_log.info(
+                "%s %s %s %d %.1fms",
+                scope["method"],
+                route,
+                kind,
+                status,
+                (time.perf_counter() - start) * 1000,
+            )

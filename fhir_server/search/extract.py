@@ -160,9 +160,9 @@ class ParsedReference:
 
 @lru_cache(maxsize=4096)
 def parse_reference(text: str) -> ParsedReference | None:
-    """`Type/id[/_history/n]` → type and id; an absolute URL → itself as url, with type and id
-    when its last segments look like them; `urn:uuid:`/`urn:oid:` and other URIs → url only;
-    a contained reference `#id` → None (not indexed)."""
+    """`Type/id[/_history/n]` → type and id; an absolute URL → itself without `/_history/n` as
+    url, with type and id when its last segments look like them (for `resolve() is X`);
+    `urn:uuid:`/`urn:oid:` and other URIs → url only; a contained `#id` → None (not indexed)."""
     text = text.strip()
     if not text or text.startswith("#"):
         return None
@@ -176,8 +176,8 @@ def parse_reference(text: str) -> ParsedReference | None:
     target_type = target_id = None
     if len(parts) >= 2 and is_resource_type(parts[-2]) and _ID.fullmatch(parts[-1]):
         target_type, target_id = parts[-2], parts[-1]
-    if absolute:
-        return ParsedReference(target_type, target_id, text)
+    if absolute:  # type and id tell resolve() the target type; the index keeps the url only
+        return ParsedReference(target_type, target_id, "/".join(parts))
     if target_type is not None and len(parts) == 2 and "?" not in text:
         return ParsedReference(target_type, target_id, None)
     return ParsedReference(None, None, text)  # not a literal reference we understand
@@ -343,14 +343,25 @@ def _child(nodes: list[Node], name: str) -> list[Node]:
             item = value.get(key)
             if item is None:
                 continue
-            for one in item if type(item) is list else (item,):
-                if one is None:
-                    continue
-                if type_name == "Resource":
-                    found.append(_resource_node(one))
-                else:
-                    found.append((one, type_name, sub))
+            if type_name == "Resource":
+                found.extend(
+                    _resource_node(one) for one in (item if type(item) is list else (item,))
+                )
+            elif type(item) is list:
+                found.extend([(one, type_name, sub) for one in item if one is not None])
+            else:
+                found.append((item, type_name, sub))
     return found
+
+
+def _field_equals(node: Node, field: str, literal: str) -> bool:
+    """`where(field = 'literal')` on one value (a choice `field` reads each of its types)."""
+    value, _, model = node
+    if type(value) is not dict:
+        return False
+    if model is None:
+        return value.get(field) == literal
+    return any(value.get(key) == literal for key, _, _ in _children(model).get(field, ()))
 
 
 def _run(path: _Path, context: Node, root: Node) -> list[Node]:
@@ -371,8 +382,7 @@ def _run(path: _Path, context: Node, root: Node) -> list[Node]:
                 if n[1] == "Reference" and _is_type(_reference_target_type(n[0]) or "", arg)
             ]
         elif op == "whereEq":
-            field, literal = arg
-            nodes = [n for n in nodes if type(n[0]) is dict and n[0].get(field) == literal]
+            nodes = [n for n in nodes if _field_equals(n, *arg)]
         else:  # index
             nodes = nodes[arg : arg + 1]
     return nodes
@@ -729,8 +739,11 @@ def _reference_rows(nodes: Iterable[Node], local_zone: tzinfo) -> Rows:
         elif type_name == "Reference":
             text = value.get("reference")
             parsed = parse_reference(text) if isinstance(text, str) else None
-            if parsed is not None:
-                target_type, target_id, url = parsed.target_type, parsed.target_id, parsed.url
+            if parsed is not None and parsed.url is not None:
+                # An absolute URL may name another server: it never matches a local Type/id.
+                url = parsed.url
+            elif parsed is not None:
+                target_type, target_id = parsed.target_type, parsed.target_id
             identifier = value.get("identifier")
             if isinstance(identifier, dict):
                 identifier_system = identifier.get("system")
@@ -916,26 +929,35 @@ def composite_components(registry: Registry, param: SearchParameter) -> list[tup
     return components
 
 
+# Rows of one component expression on one element, shared by the composites of one resource
+# (Observation's eight composites read `code` of the same elements).
+_Memo = dict[tuple[int, str, str], Rows]
+
+
 def _composite_rows(
-    registry: Registry, param: SearchParameter, root: Node, local_zone: tzinfo
+    registry: Registry, param: SearchParameter, root: Node, local_zone: tzinfo, memo: _Memo
 ) -> list[tuple[type, str, int | None, Rows]]:
     """Rows of each component (`code$j`) of each element the composite's expression selects
     (instance `k`), so that a match can require all components from the same element."""
     components = [
-        (code, *_BUILDERS[type_], _expression(expression))
+        (code, type_, *_BUILDERS[type_], _expression(expression))
         for code, type_, expression in composite_components(registry, param)
     ]
     container = _expression(param.expression)
     produced: list[tuple[type, str, int | None, Rows]] = []
-    if container.fast is not None and all(c[3].fast is not None for c in components):
+    if container.fast is not None and all(c[4].fast is not None for c in components):
         for k, element in enumerate(container.fast(root, root)):
-            for code, table, build, expression in components:
-                nodes = expression.fast(element, root)  # type: ignore[misc]
-                if nodes:
-                    produced.append((table, code, k, build(nodes, local_zone)))
+            for code, type_, table, build, expression in components:
+                key = (id(element[0]), type_, expression.text)
+                rows = memo.get(key)
+                if rows is None:
+                    nodes = expression.fast(element, root)  # type: ignore[misc]
+                    rows = memo[key] = build(nodes, local_zone) if nodes else []
+                if rows:
+                    produced.append((table, code, k, rows))
         return produced
     for k, raw in enumerate(container.evaluate_raw(root[0], root[0])):
-        for code, table, build, expression in components:
+        for code, _, table, build, expression in components:
             nodes = [
                 n for i in expression.evaluate_raw(raw, root[0]) if (n := _fp_node(i)) is not None
             ]
@@ -954,10 +976,11 @@ def index_rows(
     resource is skipped (logged at DEBUG), never failing the write."""
     result: dict[type, list[dict]] = {table: [] for table in INDEX_TABLES}
     root = (resource, resource_type, _resource_model(resource_type))
+    memo: _Memo = {}
     for param in registry.for_type(resource_type).values():
         try:
             if param.type == "composite":
-                produced = _composite_rows(registry, param, root, local_zone)
+                produced = _composite_rows(registry, param, root, local_zone, memo)
             else:
                 builder = _BUILDERS.get(param.type)
                 if builder is None:  # special

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, FromClause, and_, false, func, not_, or_, select, true
 
 from fhir_server.search.criteria import Criterion, Has, ParamError, split_unescaped, unescape
+from fhir_server.search.extract import composite_components
 from fhir_server.search.normalize import (
     MAX_DATE,
     MIN_DATE,
@@ -134,8 +135,8 @@ class SqlBuilder:
         self, param: SearchParameter, types: list[str], r: FromClause, missing: bool
     ) -> Condition:
         if param.type == "composite":
-            component = self.registry.by_definition(param.component[0].definition, types[0])
-            table, code = TABLES[component.type].alias(), f"{param.code}$0"
+            code, component_type, _ = self._components(param)[0]
+            table = TABLES[component_type].alias()
         else:
             table, code = TABLES[param.type].alias(), param.code
         rows = self._rows(table, types, code, true())
@@ -177,18 +178,16 @@ class SqlBuilder:
     def _composite(
         self, param: SearchParameter, types: list[str], r: FromClause, value: str
     ) -> Condition:
+        components = self._components(param)
         parts = split_unescaped(value, "$")
-        if len(parts) != len(param.component):
-            raise ParamError(f"{param.code!r} takes {len(param.component)} values joined by $")
+        if len(parts) != len(components):
+            raise ParamError(f"{param.code!r} takes {len(components)} values joined by $")
         first = None
         conditions = []
-        for index, (component, part) in enumerate(zip(param.component, parts, strict=True)):
-            definition = self.registry.by_definition(component.definition, types[0])
-            if definition is None:
-                raise ParamError(f"Composite {param.code!r}: unknown component")
-            table = TABLES[definition.type].alias()
-            build = getattr(self, f"_{definition.type}")
-            conditions += [table.c.param == f"{param.code}${index}", build(table, part, None)]
+        for (code, component_type, _), part in zip(components, parts, strict=True):
+            table = TABLES[component_type].alias()
+            build = getattr(self, f"_{component_type}")
+            conditions += [table.c.param == code, build(table, part, None)]
             if first is None:
                 first = table
                 conditions.append(
@@ -204,6 +203,12 @@ class SqlBuilder:
                     ),
                 )
         return r.c.pk.in_(select(first.c.resource_pk).select_from(joined).where(*conditions))
+
+    def _components(self, param: SearchParameter) -> list[tuple[str, str, str]]:
+        try:
+            return composite_components(self.registry, param)
+        except LookupError as exc:
+            raise ParamError(f"Composite {param.code!r}: {exc}") from None
 
     # -- value conditions per parameter type -------------------------------------------------
 
@@ -253,7 +258,11 @@ class SqlBuilder:
         if value.startswith(self.base_url + "/"):
             value = value[len(self.base_url) + 1 :]
         if "://" in value or value.startswith("urn:"):
-            return t.c.url == value.partition("|")[0]
+            url = value.partition("|")[0]
+            parts = url.split("/")
+            if len(parts) >= 4 and parts[-2] == "_history":
+                url = "/".join(parts[:-2])
+            return t.c.url == url
         segments = value.split("/")
         if len(segments) >= 4 and segments[-2] == "_history":
             segments = segments[:-2]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,17 +11,12 @@ from lxml import etree
 from fhir_server.errors import FhirError
 from fhir_server.formats.xml_format import parse_xml, to_xml
 from fhir_server.model.structure import check_resource
+from tests.shared import SHARED_FIXTURES, shared_fixture
 
 F = "{http://hl7.org/fhir}"
 DIV = '<div xmlns="http://www.w3.org/1999/xhtml"><p>Peter &amp; <b class="x">Jim</b><br/></p></div>'
 
-PATCH_TESTS = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared"
-    / "fixtures"
-    / "fhir-test-cases"
-    / "r4-fhirpath-patch-tests.xml"
-)
+PATCH_TESTS = SHARED_FIXTURES / "fhir-test-cases" / "r4-fhirpath-patch-tests.xml"
 
 
 def exact(value: Any) -> Any:
@@ -497,7 +491,7 @@ def patch_test_resources() -> list[Any]:
 @pytest.mark.parametrize("document", patch_test_resources())
 def test_official_patch_test_resources(document: bytes | None) -> None:
     if document is None:
-        pytest.skip(f"official FHIR test cases not found at {PATCH_TESTS}")
+        shared_fixture("fhir-test-cases", "r4-fhirpath-patch-tests.xml")
     resource = parse_xml(document)
     check_resource(resource)
     assert exact(parse_xml(to_xml(resource))) == exact(resource)

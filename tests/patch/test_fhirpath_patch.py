@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,9 +11,9 @@ from lxml import etree
 from fhir_server.errors import FhirError
 from fhir_server.formats.xml_format import parse_xml
 from fhir_server.patch.fhirpath_patch import apply_fhirpath_patch
+from tests.shared import SHARED_FIXTURES, shared_fixture
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "fhir-test-cases"
-CASES_FILE = FIXTURES / "r4-fhirpath-patch-tests.xml"
+CASES_FILE = SHARED_FIXTURES / "fhir-test-cases" / "r4-fhirpath-patch-tests.xml"
 # "both": the case also checks that a diff engine produces <diff> from <input> and <output>;
 # "forwards": only applying <diff> is checked. This server applies patches, which both test.
 APPLY_MODES = {"both", "forwards"}
@@ -22,8 +21,7 @@ APPLY_MODES = {"both", "forwards"}
 
 def _official_cases() -> list[Any]:
     if not CASES_FILE.exists():
-        reason = f"the official FHIR test cases are not at {CASES_FILE}"
-        return [pytest.param(None, id="fixtures-missing", marks=pytest.mark.skip(reason=reason))]
+        return [pytest.param(None, id="fixtures-missing")]  # the test skips, or fails in CI
     root = etree.parse(str(CASES_FILE)).getroot()
     return [pytest.param(case, id=case.get("name")) for case in root.iter("case")]
 
@@ -35,7 +33,9 @@ def _resource(case: etree._Element, tag: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("case", _official_cases())
-def test_official_case(case: etree._Element) -> None:
+def test_official_case(case: etree._Element | None) -> None:
+    if case is None:
+        shared_fixture("fhir-test-cases", "r4-fhirpath-patch-tests.xml")
     if case.get("mode") not in APPLY_MODES:
         pytest.skip(f"mode {case.get('mode')!r} does not test applying a patch")
     resource, parameters = _resource(case, "input"), _resource(case, "diff")

@@ -183,7 +183,8 @@ def test_patient_rows_by_hand() -> None:
     expected_references = {
         "general-practitioner": [
             ref("Practitioner", "pr-1"),
-            ref("Practitioner", "pr-2", REMOTE_PRACTITIONER),
+            # an absolute URL may name another server: url only, without its version
+            ref(None, None, "https://annuaire.example.fr/fhir/Practitioner/pr-2"),
         ],
     }
     expected_dates = {
@@ -315,7 +316,7 @@ def test_observation_patient_only_when_subject_is_a_patient() -> None:
     assert of(result, ReferenceIndex, "patient") == []
     absolute = {**WEIGHT, "subject": {"reference": "https://other.example/fhir/Patient/p9"}}
     assert of(rows(absolute), ReferenceIndex, "patient") == [
-        ref("Patient", "p9", "https://other.example/fhir/Patient/p9")
+        ref(None, None, "https://other.example/fhir/Patient/p9")
     ]
 
 
@@ -624,7 +625,7 @@ def test_references_parsing() -> None:
     ) == extract.ParsedReference(None, None, "urn:uuid:3c8f5b1e-9b49-4e4e-9c5e-1f0d6f8b2a11")
     assert parse_reference("urn:oid:1.2.3") == extract.ParsedReference(None, None, "urn:oid:1.2.3")
     assert parse_reference("http://x.org/fhir/Patient/7/_history/1") == extract.ParsedReference(
-        "Patient", "7", "http://x.org/fhir/Patient/7/_history/1"
+        "Patient", "7", "http://x.org/fhir/Patient/7"
     )
     assert parse_reference("http://x.org/some/page") == extract.ParsedReference(
         None, None, "http://x.org/some/page"
@@ -655,6 +656,32 @@ def test_references_parsing() -> None:
             ref("Practitioner", "pr-1", None, "urn:oid:1.2.250.1.71.4.2.1", "810000000001"),
         ]
     )
+
+
+def test_document_reference_relationship_errata() -> None:
+    # R4 swaps the components' definitions: code is the token, target the reference.
+    param = default_registry().get("DocumentReference", "relationship")
+    assert extract.composite_components(default_registry(), param) == [
+        ("relationship$0", "token", "code"),
+        ("relationship$1", "reference", "target"),
+    ]
+    result = rows(EXAMPLES["DocumentReference"])
+    assert [r for r in result[TokenIndex] if r["param"].startswith("relationship")] == [
+        {
+            "type": "DocumentReference",
+            "param": "relationship$0",
+            "composite": 0,
+            **token("replaces"),
+        }
+    ]
+    assert [r for r in result[ReferenceIndex] if r["param"].startswith("relationship")] == [
+        {
+            "type": "DocumentReference",
+            "param": "relationship$1",
+            "composite": 0,
+            **ref("DocumentReference", "doc-0"),
+        }
+    ]
 
 
 def test_truncation_and_deduplication() -> None:
@@ -723,7 +750,7 @@ def test_parameter_that_cannot_be_evaluated_is_skipped(caplog: pytest.LogCapture
     assert skipped == {"bad", "syntax", "composite"}
 
 
-# --------------------------------------------------------------------------- fast path vs fhirpathpy
+# ------------------------------------------------------------------ fast path vs fhirpathpy
 
 EXAMPLES: dict[str, dict[str, Any]] = {
     "Patient": {
