@@ -251,7 +251,7 @@ def _write_object(layout: _Layout, data: dict[str, Any], el: etree._Element) -> 
         value = data.get(name)
         if element.primitive == "xhtml":
             if value is not None:
-                el.append(_xhtml_element(value))
+                el.append(parse_div(value))
         elif element.primitive is not None:
             extra = data.get("_" + name)
             if element.is_list:
@@ -279,7 +279,11 @@ def _write_primitive(parent: etree._Element, name: str, value: Any, extra: dict 
             el.set("value", value if isinstance(value, str) else str(value))
 
 
-def _xhtml_element(text: str) -> etree._Element:
+def parse_div(text: str) -> etree._Element:
+    """The narrative `<div>` of a JSON `Narrative.div`; ValueError unless it is one well-formed
+    XHTML div without DTD."""
+    if "<!DOCTYPE" in text:
+        raise ValueError(_NO_DTD)
     try:
         div = etree.fromstring(text, _PARSER)
     except etree.XMLSyntaxError as exc:

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fhir_server.errors import FhirError, Issue
+from fhir_server.formats.xml_format import parse_div
 from fhir_server.model.elements import INTEGER_TYPES, Element, ModelClass, elements, model_class
 from fhir_server.model.registry import is_resource_type
 
@@ -40,6 +41,15 @@ def _type_error(element: Element, value: Any) -> str | None:
         kind or "", "a JSON integer" if kind in INTEGER_TYPES else "a non-empty JSON string"
     )
     return f"{kind} value must be {expected}, got {value!r}"
+
+
+def _xhtml_error(value: str) -> str | None:
+    """Narrative.div must be one well-formed XHTML <div> (R4 narrative.html)."""
+    try:
+        parse_div(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 class _Walker:
@@ -102,6 +112,8 @@ class _Walker:
             self.error(path, "null values are not allowed")
         elif element.primitive is not None:
             problem = _type_error(element, value)
+            if problem is None and element.primitive == "xhtml":
+                problem = _xhtml_error(value)
             if problem:
                 self.error(path, problem)
         elif element.is_resource:

@@ -314,3 +314,24 @@ def test_unknown_path_is_404_operation_outcome(fhir: httpx.Client) -> None:
     response = fhir.get("/Patient/1/_history/1/extra")
     assert response.status_code == 404
     assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_narrative_must_be_an_xhtml_div(fhir: httpx.Client) -> None:
+    for div in (
+        "<p>no div</p>",
+        "<div>no namespace</div>",
+        "not xml",
+        '<!DOCTYPE x [<!ENTITY e "boom">]><div xmlns="http://www.w3.org/1999/xhtml">&e;</div>',
+    ):
+        response = fhir.post(
+            "/Patient", json=patient(text={"status": "generated", "div": div}), headers=JSON
+        )
+        assert response.status_code == 400, div
+        assert response.json()["issue"][0]["expression"] == ["Patient.text.div"]
+    good = '<div xmlns="http://www.w3.org/1999/xhtml"><p>Mme <b>Dupont</b></p></div>'
+    response = fhir.post(
+        "/Patient", json=patient(text={"status": "generated", "div": good}), headers=JSON
+    )
+    assert response.status_code == 201
+    assert response.json()["text"]["div"] == good
+    assert count(fhir, "Patient") == 1
