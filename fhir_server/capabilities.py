@@ -7,6 +7,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from fhir_server import __version__
+from fhir_server.conformance import READ_ONLY_TYPES
 from fhir_server.engine.interaction import Context
 from fhir_server.model.registry import resource_types
 from fhir_server.search.parameters import Registry
@@ -26,6 +27,7 @@ _TYPE_INTERACTIONS = [
     "create",
     "search-type",
 ]
+_READ_INTERACTIONS = ["read", "vread", "history-instance", "history-type", "search-type"]
 _SYSTEM_INTERACTIONS = ["transaction", "batch", "search-system", "history-system"]
 _COMMON = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source")
 
@@ -39,17 +41,21 @@ def _statement(registry: Registry, base_url: str) -> dict[str, Any]:
     resources = []
     for type_ in sorted(resource_types()):
         params = registry.for_type(type_)
+        writable = type_ not in READ_ONLY_TYPES
         resources.append(
             {
                 "type": type_,
-                "interaction": [{"code": code} for code in _TYPE_INTERACTIONS],
+                "interaction": [
+                    {"code": code}
+                    for code in (_TYPE_INTERACTIONS if writable else _READ_INTERACTIONS)
+                ],
                 "versioning": "versioned-update",
                 "readHistory": True,
-                "updateCreate": True,
-                "conditionalCreate": True,
+                "updateCreate": writable,
+                "conditionalCreate": writable,
                 "conditionalRead": "full-support",
-                "conditionalUpdate": True,
-                "conditionalDelete": "single",
+                "conditionalUpdate": writable,
+                "conditionalDelete": "single" if writable else "not-supported",
                 "referencePolicy": ["literal", "logical"],
                 "searchParam": [
                     {"name": p.code, "definition": p.url, "type": p.type}

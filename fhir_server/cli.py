@@ -58,5 +58,24 @@ def migrate(revision: str = typer.Argument("head", help="Alembic revision to rea
     database.dispose()
 
 
+@app.command()
+def reindex(
+    type_: list[str] = typer.Option(None, "--type", help="Only these resource types."),
+) -> None:
+    """Rebuild the search index of the stored resources (after a SearchParameter change)."""
+    from rich.progress import Progress
+
+    from fhir_server.search.reindex import count_resources
+    from fhir_server.search.reindex import reindex as rebuild
+    from fhir_server.server import Server
+
+    server = Server(get_settings(), load_plugins=False)
+    with Progress() as progress:
+        task = progress.add_task("reindexing", total=count_resources(server, type_ or None))
+        total = rebuild(server, type_ or None, progress=lambda n: progress.advance(task, n))
+    server.close()
+    typer.echo(f"{total} resources reindexed")
+
+
 for register in registrations(CLI_GROUP):
     register(app)

@@ -3,6 +3,7 @@ once per process and shared by every door (HTTP, MLLP, workers)."""
 
 from __future__ import annotations
 
+from fhir_server import conformance
 from fhir_server.engine.engine import Engine
 from fhir_server.engine.hooks import HookPoint, Hooks
 from fhir_server.outbox import OutboxConsumer, OutboxDispatcher, OutboxWorker
@@ -14,7 +15,9 @@ from fhir_server.storage.migrate import upgrade
 
 
 class Server:
-    def __init__(self, settings: Settings, load_plugins: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, load_plugins: bool = True, load_conformance: bool = True
+    ) -> None:
         self.settings = settings
         self.database = Database(settings.database_url, settings.db_pool_size)
         if settings.migrate_on_start:
@@ -24,6 +27,9 @@ class Server:
         self.engine = Engine(self.database, settings, self.search, self.hooks)
         self.consumers: list[OutboxConsumer] = []
         self.worker: OutboxWorker | None = None
+        conformance.install(self)
+        if load_conformance:
+            conformance.load_conformance(self)
         if load_plugins:
             for register in registrations(PLUGIN_GROUP):
                 register(self)

@@ -66,8 +66,14 @@ class LiveServer:
         self.thread.join(10)
 
 
-def make_server(url: str, **overrides: object) -> Server:
-    return Server(Settings(database_url=url, **overrides), load_plugins=False)
+def make_server(url: str, load_conformance: bool = False, **overrides: object) -> Server:
+    """A server without plugins; the conformance resources (1,300 SearchParameters, seconds to
+    load) only where a test asks for them."""
+    return Server(
+        Settings(database_url=url, **overrides),
+        load_plugins=False,
+        load_conformance=load_conformance,
+    )
 
 
 def wipe(server: Server) -> None:

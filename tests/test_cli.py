@@ -63,7 +63,11 @@ def test_serve_with_demo_data(tmp_path: Path) -> None:
 def test_demo_data_loads_twice_without_change(tmp_path: Path) -> None:
     from fhir_server.demo import load_demo
 
-    server = Server(Settings(database_url=f"sqlite:///{tmp_path / 'd.db'}"), load_plugins=False)
+    server = Server(
+        Settings(database_url=f"sqlite:///{tmp_path / 'd.db'}"),
+        load_plugins=False,
+        load_conformance=False,
+    )
     load_demo(server)
     load_demo(server)
     with server.database.transaction(write=False) as conn:
@@ -84,7 +88,7 @@ def test_plugins_are_found_through_entry_points(
     monkeypatch.setattr(
         plugins, "entry_points", lambda group: [entry] if group == plugins.PLUGIN_GROUP else []
     )
-    server = Server(Settings(database_url=f"sqlite:///{tmp_path / 'p.db'}"))
+    server = Server(Settings(database_url=f"sqlite:///{tmp_path / 'p.db'}"), load_conformance=False)
     assert server.plugin_loaded  # type: ignore[attr-defined]
     assert len(server.hooks._hooks[HookPoint.BEFORE_INTERACTION]) == 1
     server.close()

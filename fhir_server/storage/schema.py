@@ -188,6 +188,15 @@ INDEX_TABLES = (
 )
 
 
+class StateRow(Base):
+    """Small facts the server keeps about itself, e.g. the fingerprint of the conformance
+    resources loaded from profiles/, so that start-up reloads them only when they changed."""
+
+    __tablename__ = "server_state"
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
 class OutboxRow(Base):
     """One committed change for one after-commit consumer, written in the change's transaction."""
 

@@ -71,6 +71,12 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "server_state",
+        sa.Column("key", sa.String(length=100), nullable=False),
+        sa.Column("value", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_server_state")),
+    )
+    op.create_table(
         "resource_version",
         sa.Column(
             "pk",
@@ -399,6 +405,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_resource_version_last_updated"))
 
     op.drop_table("resource_version")
+    op.drop_table("server_state")
     with op.batch_alter_table("resource", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_resource_type_last_updated"))
 
