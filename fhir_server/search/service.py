@@ -34,11 +34,12 @@ from fhir_server.search.sql import RESOURCE, TABLES, SqlBuilder
 from fhir_server.search.summary import SUMMARY_VALUES, subset
 from fhir_server.settings import Settings
 from fhir_server.storage.repository import StoredVersion
+from fhir_server.storage.schema import INDEX_TABLES
 
 if TYPE_CHECKING:
     from fhir_server.engine.engine import Engine
 
-_COMMON_TYPES = ["Resource"]
+_INSERTS = {table: insert(table.__table__) for table in INDEX_TABLES}
 
 
 class Search:
@@ -55,7 +56,7 @@ class Search:
             if rows:
                 for row in rows:
                     row["resource_pk"] = resource_pk
-                uow.conn.execute(insert(table.__table__), rows)
+                uow.conn.execute(_INSERTS[table], rows)
 
     # -- read side ---------------------------------------------------------------------------
 

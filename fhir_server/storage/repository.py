@@ -1,5 +1,6 @@
 """Resource repository: the SQL behind each interaction, on one open connection (one database
-transaction). SQLAlchemy Core, not the ORM: these statements are the server's hot path."""
+transaction). SQLAlchemy Core, not the ORM, and statements built once with bound parameters:
+these are the server's hot path."""
 
 from __future__ import annotations
 
@@ -7,13 +8,58 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, update
 
 from fhir_server.storage.schema import INDEX_TABLES, OutboxRow, ResourceRow, VersionRow
 
 resource_table = ResourceRow.__table__
 version_table = VersionRow.__table__
 outbox_table = OutboxRow.__table__
+_r, _v = resource_table, version_table
+_VERSION_COLUMNS = (
+    _v.c.pk,
+    _v.c.type,
+    _v.c.id,
+    _v.c.version,
+    _v.c.last_updated,
+    _v.c.method,
+    _v.c.body,
+)
+
+_CURRENT = select(_r.c.pk, _r.c.version, _r.c.last_updated, _r.c.deleted, _r.c.content_hash).where(
+    _r.c.type == bindparam("type"), _r.c.id == bindparam("id")
+)
+_CURRENT_FOR_UPDATE = _CURRENT.with_for_update()
+_READ = (
+    select(*_VERSION_COLUMNS)
+    .select_from(_r.join(_v, and_(_v.c.resource_pk == _r.c.pk, _v.c.version == _r.c.version)))
+    .where(_r.c.type == bindparam("type"), _r.c.id == bindparam("id"))
+)
+_READ_VERSION = select(*_VERSION_COLUMNS).where(
+    _v.c.type == bindparam("type"), _v.c.id == bindparam("id"), _v.c.version == bindparam("version")
+)
+_READ_MANY = (
+    select(_r.c.pk, *_VERSION_COLUMNS[1:])
+    .select_from(_r.join(_v, and_(_v.c.resource_pk == _r.c.pk, _v.c.version == _r.c.version)))
+    .where(_r.c.pk.in_(bindparam("pks", expanding=True)))
+)
+_INSERT_RESOURCE = insert(_r).values(deleted=False)
+_ADVANCE = (
+    update(_r)
+    .where(_r.c.pk == bindparam("_pk"), _r.c.version == bindparam("_version"))
+    .values(
+        version=bindparam("version"),
+        last_updated=bindparam("last_updated"),
+        deleted=bindparam("deleted"),
+        content_hash=bindparam("content_hash"),
+    )
+)
+_INSERT_VERSION = insert(_v)
+_CLEAR_INDEX = [
+    delete(t.__table__).where(t.__table__.c.resource_pk == bindparam("pk")) for t in INDEX_TABLES
+]
+_INSERT_OUTBOX = insert(outbox_table)
+_LATEST_VERSION = select(_v.c.pk).order_by(_v.c.pk.desc()).limit(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,49 +102,27 @@ class Repository:
     # -- reading ---------------------------------------------------------------------------------
 
     def current(self, type_: str, id_: str, for_update: bool = False) -> Current | None:
-        stmt = select(
-            resource_table.c.pk,
-            resource_table.c.version,
-            resource_table.c.last_updated,
-            resource_table.c.deleted,
-            resource_table.c.content_hash,
-        ).where(resource_table.c.type == type_, resource_table.c.id == id_)
-        if for_update and self.is_postgres:
-            stmt = stmt.with_for_update()
-        row = self.conn.execute(stmt).first()
+        stmt = _CURRENT_FOR_UPDATE if for_update and self.is_postgres else _CURRENT
+        row = self.conn.execute(stmt, {"type": type_, "id": id_}).first()
         return Current(*row) if row else None
 
     def read(self, type_: str, id_: str) -> StoredVersion | None:
         """The current version (possibly a deletion) of a resource."""
-        r, v = resource_table, version_table
-        stmt = (
-            select(v.c.pk, v.c.type, v.c.id, v.c.version, v.c.last_updated, v.c.method, v.c.body)
-            .select_from(r.join(v, and_(v.c.resource_pk == r.c.pk, v.c.version == r.c.version)))
-            .where(r.c.type == type_, r.c.id == id_)
-        )
-        row = self.conn.execute(stmt).first()
+        row = self.conn.execute(_READ, {"type": type_, "id": id_}).first()
         return StoredVersion(*row) if row else None
 
     def read_version(self, type_: str, id_: str, version: int) -> StoredVersion | None:
-        v = version_table
-        stmt = select(
-            v.c.pk, v.c.type, v.c.id, v.c.version, v.c.last_updated, v.c.method, v.c.body
-        ).where(v.c.type == type_, v.c.id == id_, v.c.version == version)
-        row = self.conn.execute(stmt).first()
-        return StoredVersion(*row) if row else None
+        row = self.conn.execute(_READ_VERSION, {"type": type_, "id": id_, "version": version})
+        found = row.first()
+        return StoredVersion(*found) if found else None
 
     def read_many(self, pks: Sequence[int]) -> dict[int, StoredVersion]:
         """Current versions by resource pk (search results, includes); here `pk` of each
         StoredVersion is the resource's pk, not the version's."""
         if not pks:
             return {}
-        r, v = resource_table, version_table
-        stmt = (
-            select(r.c.pk, v.c.type, v.c.id, v.c.version, v.c.last_updated, v.c.method, v.c.body)
-            .select_from(r.join(v, and_(v.c.resource_pk == r.c.pk, v.c.version == r.c.version)))
-            .where(r.c.pk.in_(pks))
-        )
-        return {row[0]: StoredVersion(*row) for row in self.conn.execute(stmt)}
+        rows = self.conn.execute(_READ_MANY, {"pks": list(pks)})
+        return {row[0]: StoredVersion(*row) for row in rows}
 
     def history(
         self,
@@ -114,7 +138,7 @@ class Repository:
         just newer when `newer` (for a previous page); `until_pk` pins the listing to the
         versions that existed when its first page was read."""
         v = version_table
-        stmt = select(v.c.pk, v.c.type, v.c.id, v.c.version, v.c.last_updated, v.c.method, v.c.body)
+        stmt = select(*_VERSION_COLUMNS)
         if type_ is not None:
             stmt = stmt.where(v.c.type == type_)
         if id_ is not None:
@@ -141,12 +165,7 @@ class Repository:
         return rows[::-1] if newer else rows
 
     def latest_version_pk(self) -> int:
-        return (
-            self.conn.execute(
-                select(version_table.c.pk).order_by(version_table.c.pk.desc()).limit(1)
-            ).scalar()
-            or 0
-        )
+        return self.conn.execute(_LATEST_VERSION).scalar() or 0
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -154,14 +173,14 @@ class Repository:
         self, type_: str, id_: str, version: int, when: datetime, content_hash: bytes
     ) -> int:
         result = self.conn.execute(
-            insert(resource_table).values(
-                type=type_,
-                id=id_,
-                version=version,
-                last_updated=when,
-                deleted=False,
-                content_hash=content_hash,
-            )
+            _INSERT_RESOURCE,
+            {
+                "type": type_,
+                "id": id_,
+                "version": version,
+                "last_updated": when,
+                "content_hash": content_hash,
+            },
         )
         return result.inserted_primary_key[0]
 
@@ -175,9 +194,15 @@ class Repository:
     ) -> bool:
         """Move a resource to its next version; False when another writer got there first."""
         result = self.conn.execute(
-            update(resource_table)
-            .where(resource_table.c.pk == current.pk, resource_table.c.version == current.version)
-            .values(version=version, last_updated=when, deleted=deleted, content_hash=content_hash)
+            _ADVANCE,
+            {
+                "_pk": current.pk,
+                "_version": current.version,
+                "version": version,
+                "last_updated": when,
+                "deleted": deleted,
+                "content_hash": content_hash,
+            },
         )
         return result.rowcount == 1
 
@@ -192,21 +217,22 @@ class Repository:
         body: bytes | None,
     ) -> None:
         self.conn.execute(
-            insert(version_table).values(
-                resource_pk=resource_pk,
-                type=type_,
-                id=id_,
-                version=version,
-                last_updated=when,
-                method=method,
-                body=body,
-            )
+            _INSERT_VERSION,
+            {
+                "resource_pk": resource_pk,
+                "type": type_,
+                "id": id_,
+                "version": version,
+                "last_updated": when,
+                "method": method,
+                "body": body,
+            },
         )
 
     def clear_index(self, resource_pk: int) -> None:
-        for table in INDEX_TABLES:
-            self.conn.execute(delete(table.__table__).where(table.resource_pk == resource_pk))
+        for statement in _CLEAR_INDEX:
+            self.conn.execute(statement, {"pk": resource_pk})
 
     def insert_outbox(self, rows: list[dict]) -> None:
         if rows:
-            self.conn.execute(insert(outbox_table), rows)
+            self.conn.execute(_INSERT_OUTBOX, rows)
