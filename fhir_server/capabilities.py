@@ -3,6 +3,7 @@ resource types, interactions, search parameters and operations — so it cannot 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,7 @@ from fhir_server import __version__
 from fhir_server.conformance import READ_ONLY_TYPES
 from fhir_server.engine.interaction import Context
 from fhir_server.model.registry import resource_types
+from fhir_server.operations import Operation
 from fhir_server.search.parameters import Registry
 
 if TYPE_CHECKING:
@@ -33,11 +35,14 @@ _COMMON = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source")
 
 
 def capability_statement(engine: Engine, context: Context) -> dict[str, Any]:
-    return _statement(engine.search.registry, context.base_url)
+    operations = tuple(sorted(engine.operations.values(), key=lambda o: o.name))
+    return _statement(engine.search.registry, context.base_url, operations)
 
 
 @lru_cache(maxsize=8)
-def _statement(registry: Registry, base_url: str) -> dict[str, Any]:
+def _statement(
+    registry: Registry, base_url: str, operations: tuple[Operation, ...]
+) -> dict[str, Any]:
     resources = []
     for type_ in sorted(resource_types()):
         params = registry.for_type(type_)
@@ -62,6 +67,12 @@ def _statement(registry: Registry, base_url: str) -> dict[str, Any]:
                     for code, p in sorted(params.items())
                     if code not in _COMMON
                 ],
+                **_operations(
+                    o
+                    for o in operations
+                    if (o.type or o.instance)
+                    and (o.resource_types is None or type_ in o.resource_types)
+                ),
             }
         )
     common = registry.for_type("Patient")
@@ -93,6 +104,12 @@ def _statement(registry: Registry, base_url: str) -> dict[str, Any]:
                     for code in _COMMON
                     if code in common
                 ],
+                **_operations(o for o in operations if o.system),
             }
         ],
     }
+
+
+def _operations(operations: Iterable[Operation]) -> dict[str, Any]:
+    declared = [{"name": o.name, "definition": o.definition} for o in operations]
+    return {"operation": declared} if declared else {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fhir_server import conformance
 from fhir_server.engine.engine import Engine
 from fhir_server.engine.hooks import HookPoint, Hooks
+from fhir_server.operations.meta import META
 from fhir_server.outbox import OutboxConsumer, OutboxDispatcher, OutboxWorker
 from fhir_server.plugins import PLUGIN_GROUP, registrations
 from fhir_server.search.service import Search
@@ -25,6 +26,7 @@ class Server:
         self.hooks = Hooks()
         self.search = Search(settings)
         self.engine = Engine(self.database, settings, self.search, self.hooks)
+        self.engine.register_operation(META)
         self.consumers: list[OutboxConsumer] = []
         self.worker: OutboxWorker | None = None
         conformance.install(self)

@@ -119,7 +119,7 @@ def _batch(engine: Engine, entries: list[Entry], ctx: Context) -> Outcome:
         ix = entry.interaction
         try:
             outcome = engine.in_transaction(
-                ix.is_write, ctx, lambda uow, ix=ix: engine.run(uow, ix, ctx)
+                engine.writes(ix), ctx, lambda uow, ix=ix: engine.run(uow, ix, ctx)
             )
             responses[entry.index] = _response_entry(outcome, entry, ctx)
         except FhirError as exc:
@@ -152,7 +152,9 @@ def _parse_entry(index: int, raw: dict[str, Any], bundle: Interaction) -> Entry:
     if request.get("ifNoneExist"):
         ix.if_none_exist = parse_qsl(request["ifNoneExist"].lstrip("?"), keep_blank_values=True)
     resource = raw.get("resource")
-    if method in ("POST", "PUT"):
+    if ix.kind is Kind.OPERATION:
+        ix.resource = resource
+    elif method in ("POST", "PUT"):
         if resource is None:
             raise bad_request(f"{where}: a {method} entry needs a resource", where)
         ix.resource = resource
@@ -170,6 +172,14 @@ def _interaction_for(method: str, url: str, where: str) -> Interaction:
         segments = segments[-4:] if "_history" in segments else segments[-2:]
     n = len(segments)
     type_ = segments[0] if n else None
+    if n and n <= 3 and segments[-1].startswith("$") and method in ("GET", "POST"):
+        return Interaction(
+            Kind.OPERATION,
+            type_ if n > 1 else None,
+            segments[1] if n == 3 else None,
+            operation=segments[-1][1:],
+            params=params,
+        )
     if method == "POST" and n == 1:
         return Interaction(Kind.CREATE, type_)
     if method == "POST" and n == 2 and segments[1] == "_search":

@@ -32,6 +32,7 @@ from fhir_server.errors import (
 from fhir_server.formats.json_format import dumps, loads
 from fhir_server.model.registry import is_resource_type
 from fhir_server.model.structure import check_resource
+from fhir_server.operations import Operation
 from fhir_server.patch.fhirpath_patch import apply_fhirpath_patch
 from fhir_server.patch.json_patch import apply_json_patch
 from fhir_server.settings import Settings
@@ -78,6 +79,7 @@ class Engine:
         self.search = search
         self.hooks = hooks or Hooks()
         self.outbox_consumers = list(outbox_consumers)
+        self.operations: dict[str, Operation] = {}
 
     # -- entry points ----------------------------------------------------------------------------
 
@@ -89,8 +91,18 @@ class Engine:
             return process_bundle(self, interaction, context)
         self.hooks.run(HookPoint.BEFORE_INTERACTION, context, interaction)
         return self.in_transaction(
-            interaction.is_write, context, lambda uow: self.dispatch(uow, interaction, context)
+            self.writes(interaction), context, lambda uow: self.dispatch(uow, interaction, context)
         )
+
+    def writes(self, interaction: Interaction) -> bool:
+        """Whether the interaction may change data (a write transaction on SQLite)."""
+        if interaction.kind is Kind.OPERATION:
+            operation = self.operations.get(interaction.operation or "")
+            return operation is not None and operation.affects_state
+        return interaction.is_write
+
+    def register_operation(self, operation: Operation) -> None:
+        self.operations[operation.name] = operation
 
     def in_transaction(self, write: bool, context: Context, work: Callable[[UnitOfWork], T]) -> T:
         """Run `work` in a unit of work, committed at the end, retried on write conflicts."""
@@ -352,6 +364,22 @@ class Engine:
     def search_interaction(self, uow: UnitOfWork, ix: Interaction, ctx: Context) -> Outcome:
         return self.search.search(self, uow, ix, ctx)
 
+    def operation(self, uow: UnitOfWork, ix: Interaction, ctx: Context) -> Outcome:
+        operation = self.operations.get(ix.operation or "")
+        if operation is None:
+            raise FhirError.of(404, "not-supported", f"Unknown operation ${ix.operation}")
+        level = "instance" if ix.id else "type" if ix.type else "system"
+        if level not in operation.levels() or (
+            ix.type is not None
+            and operation.resource_types is not None
+            and ix.type not in operation.resource_types
+        ):
+            where = f"on {ix.type}" if ix.type else "at the system level"
+            raise FhirError.of(
+                405, "not-supported", f"${operation.name} cannot be invoked {where} ({level} level)"
+            )
+        return operation.run(self, uow, ix, ctx)
+
     def capabilities_interaction(self, _uow: UnitOfWork, _ix: Interaction, ctx: Context) -> Outcome:
         from fhir_server.capabilities import capability_statement
 
@@ -371,6 +399,7 @@ _HANDLERS: dict[Kind, Handler] = {
     Kind.SEARCH_TYPE: Engine.search_interaction,
     Kind.SEARCH_SYSTEM: Engine.search_interaction,
     Kind.CAPABILITIES: Engine.capabilities_interaction,
+    Kind.OPERATION: Engine.operation,
 }
 
 

@@ -27,6 +27,7 @@ class Kind(StrEnum):
     CAPABILITIES = "capabilities"
     BATCH = "batch"
     TRANSACTION = "transaction"
+    OPERATION = "operation"
 
 
 WRITES = frozenset({Kind.CREATE, Kind.UPDATE, Kind.PATCH, Kind.DELETE})
@@ -70,6 +71,7 @@ class Interaction:
     if_modified_since: datetime | None = None
     prefer_return: Return = Return.REPRESENTATION
     compartment: tuple[str, str] | None = None  # ("Patient", "1") for GET Patient/1/Task
+    operation: str | None = None  # the name without `$`, for Kind.OPERATION
     strict: bool = False  # Prefer: handling=strict: unknown search parameters are errors
     method: str | None = None  # the HTTP verb, as recorded in history and bundles
 

@@ -107,19 +107,55 @@ async def vread(request: Request, type: str, id: str, version: str) -> Response:
 
 @router.get("/{compartment}/{id}/{type}")
 async def search_compartment(request: Request, compartment: str, id: str, type: str) -> Response:
+    if type.startswith("$"):
+        return await _operation(request, compartment, id, type)
     return await _execute(
         request,
         Interaction(Kind.SEARCH_TYPE, type, params=_params(request), compartment=(compartment, id)),
     )
 
 
+@router.post("/{type}/{id}/{operation}")
+async def operation_instance(request: Request, type: str, id: str, operation: str) -> Response:
+    return await _operation(request, type, id, operation)
+
+
+async def _operation(request: Request, type: str | None, id: str | None, name: str) -> Response:
+    """`[base]/$op`, `[base]/Type/$op`, `[base]/Type/id/$op`: GET takes the parameters from
+    the URL, POST from a Parameters body (or a resource, for operations that take one)."""
+    if not name.startswith("$"):
+        raise FhirError.of(
+            405, "not-supported", f"{request.method} is not allowed on {request.url.path}"
+        )
+    body = await n.read_body(request, request.app.state.server.settings.max_body_bytes)
+    resource = n.parse_body(body, request.headers.get("content-type")) if body.strip() else None
+    if request.method == "GET" and resource is not None:
+        raise bad_request("GET operations take their parameters from the URL")
+    return await _execute(
+        request,
+        Interaction(
+            Kind.OPERATION,
+            type,
+            id,
+            operation=name[1:],
+            resource=resource,
+            params=_params(request),
+            method=request.method,
+        ),
+    )
+
+
 @router.get("/{type}")
 async def search_type(request: Request, type: str) -> Response:
+    if type.startswith("$"):
+        return await _operation(request, None, None, type)
     return await _execute(request, Interaction(Kind.SEARCH_TYPE, type, params=_params(request)))
 
 
 @router.post("/{type}")
 async def create(request: Request, type: str) -> Response:
+    if type.startswith("$"):
+        return await _operation(request, None, None, type)
     ix = Interaction(Kind.CREATE, type, resource=await _resource_body(request), method="POST")
     if_none_exist = request.headers.get("if-none-exist")
     if if_none_exist is not None:
@@ -163,8 +199,15 @@ async def patch_conditional(request: Request, type: str) -> Response:
     return await _execute(request, ix)
 
 
+@router.post("/{type}/{operation}")
+async def operation_type(request: Request, type: str, operation: str) -> Response:
+    return await _operation(request, type, None, operation)
+
+
 @router.get("/{type}/{id}")
 async def read(request: Request, type: str, id: str) -> Response:
+    if id.startswith("$"):
+        return await _operation(request, type, None, id)
     return await _execute(
         request,
         Interaction(

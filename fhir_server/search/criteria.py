@@ -67,7 +67,7 @@ class Has:
 
 @dataclass(frozen=True)
 class Include:
-    source_type: str
+    source_type: str | None  # None for a bare `*`: every type
     param: str | None  # None for `*`
     target_type: str | None
     iterate: bool
@@ -214,6 +214,8 @@ class Parser:
             )
 
     def include(self, value: str, iterate: bool, reverse: bool) -> Include:
+        if value == "*":  # every reference of every source type, as HAPI FHIR reads it
+            return Include(None, None, None, iterate)
         parts = value.split(":")
         if len(parts) not in (2, 3):
             raise ParamError(f"Malformed _{'rev' if reverse else ''}include {value!r}")

@@ -84,7 +84,14 @@ class Search:
         if base in UNSUPPORTED_RESULT_PARAMS:
             raise ParamError(f"{base} is not supported")
         if base not in RESULT_PARAMS:
-            request.criteria.append(self.parser.criterion(request.types, name, value))
+            criterion = self.parser.criterion(request.types, name, value)
+            # Values are read when the SQL is built: build it now, so that a malformed value
+            # (a bad date, number, token...) is a problem of this parameter, which lenient
+            # handling then ignores, rather than a failure of the whole search.
+            SqlBuilder(self.registry, self.local_zone, "").condition(
+                criterion, request.types, RESOURCE.alias()
+            )
+            request.criteria.append(criterion)
         elif base == "_count":
             if not value.isdigit():
                 raise ParamError("_count takes a non-negative integer")
@@ -257,9 +264,10 @@ class Search:
         for stored in frontier:
             by_type.setdefault(stored.type, []).append(stored)
         for include in request.include:
-            if not (first or include.iterate) or include.source_type not in by_type:
+            source_type = include.source_type
+            if not (first or include.iterate) or (source_type and source_type not in by_type):
                 continue
-            sources = [s.pk for s in by_type[include.source_type]]  # resource pks
+            sources = [s.pk for s in (by_type[source_type] if source_type else frontier)]
             stmt = select(ref.c.target_type, ref.c.target_id).where(
                 ref.c.resource_pk.in_(sources), ref.c.target_id.is_not(None)
             )
@@ -279,7 +287,9 @@ class Search:
                 and_(ref.c.target_type == t, ref.c.target_id.in_([s.id for s in group]))
                 for t, group in by_type.items()
             ]
-            stmt = select(ref.c.resource_pk).where(ref.c.type == include.source_type, or_(*pointed))
+            stmt = select(ref.c.resource_pk).where(or_(*pointed))
+            if include.source_type is not None:
+                stmt = stmt.where(ref.c.type == include.source_type)
             if include.param is not None:
                 stmt = stmt.where(ref.c.param == include.param)
             pks |= set(uow.conn.execute(stmt).scalars())

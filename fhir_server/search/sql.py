@@ -384,15 +384,16 @@ class SqlBuilder:
         if code == "_lastUpdated":
             return r.c.last_updated
         table = TABLES[param.type].alias()
-        column, low_end, high_end = {
-            "string": (table.c.value_normalized, "", "\U0010ffff"),
-            "token": (table.c.code, "", "\U0010ffff"),
-            "reference": (table.c.target_id, "", "\U0010ffff"),
-            "uri": (table.c.value, "", "\U0010ffff"),
-            "date": (table.c.high if descending else table.c.low, MIN_DATE, MAX_DATE),
-            "number": (table.c.value, Decimal("-1e30"), Decimal("1e30")),
-            "quantity": (table.c.value, Decimal("-1e30"), Decimal("1e30")),
+        name, low_end, high_end = {
+            "string": ("value_normalized", "", "\U0010ffff"),
+            "token": ("code", "", "\U0010ffff"),
+            "reference": ("target_id", "", "\U0010ffff"),
+            "uri": ("value", "", "\U0010ffff"),
+            "date": ("high" if descending else "low", MIN_DATE, MAX_DATE),
+            "number": ("value", Decimal("-1e30"), Decimal("1e30")),
+            "quantity": ("value", Decimal("-1e30"), Decimal("1e30")),
         }[param.type]
+        column = table.c[name]
         aggregate = func.max(column) if descending else func.min(column)
         value = select(aggregate).where(table.c.resource_pk == r.c.pk, table.c.param == code)
         return func.coalesce(value.scalar_subquery(), low_end if descending else high_end)

@@ -3,9 +3,10 @@ with the SUBSETTED tag so that nobody takes them for the whole resource."""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
-from fhir_server.model.elements import elements, model_class
+from fhir_server.model.elements import ModelClass, elements, model_class
 
 SUBSETTED = {
     "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
@@ -14,6 +15,16 @@ SUBSETTED = {
 }
 SUMMARY_VALUES = ("true", "false", "text", "data", "count")
 _ALWAYS = ("resourceType", "id", "meta")
+
+
+@cache
+def _mandatory(model: ModelClass) -> frozenset[str]:
+    """Top-level elements of minimum cardinality 1. `Element.required` only knows primitives
+    (fhir.resources flags those); a required complex element (Observation.code) is a required
+    pydantic field."""
+    table = elements(model)
+    fields = {(f.alias or n) for n, f in model.model_fields.items() if f.is_required()}
+    return frozenset({name for name, e in table.items() if e.required} | (fields & set(table)))
 
 
 def _mark(resource: dict[str, Any]) -> dict[str, Any]:
@@ -47,7 +58,7 @@ def subset(
         return resource
     model = model_class(resource["resourceType"])
     table = elements(model)
-    required = {name for name, e in table.items() if e.required}
+    required = _mandatory(model)
     if summary == "true":
         out = _summary_view(model, resource)
     elif summary == "text":
