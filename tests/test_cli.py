@@ -88,7 +88,11 @@ def test_plugins_are_found_through_entry_points(
     monkeypatch.setattr(
         plugins, "entry_points", lambda group: [entry] if group == plugins.PLUGIN_GROUP else []
     )
-    server = Server(Settings(database_url=f"sqlite:///{tmp_path / 'p.db'}"), load_conformance=False)
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'p.db'}")
+    bare = Server(settings, load_plugins=False, load_conformance=False)
+    server = Server(settings, load_conformance=False)
     assert server.plugin_loaded  # type: ignore[attr-defined]
-    assert len(server.hooks._hooks[HookPoint.BEFORE_INTERACTION]) == 1
+    hooks = server.hooks._hooks[HookPoint.BEFORE_INTERACTION]
+    assert len(hooks) == len(bare.hooks._hooks[HookPoint.BEFORE_INTERACTION]) + 1
     server.close()
+    bare.close()

@@ -86,7 +86,8 @@ def elements(model: ModelClass) -> dict[str, Element]:
         flags = {
             "choice": extra.get("one_of_many"),
             "summary": bool(extra.get("summary_element_property")),
-            "required": bool(extra.get("element_required")),
+            # fhir.resources flags required primitives; required complex ones are required fields
+            "required": bool(extra.get("element_required")) or field.is_required(),
         }
         if inner is bool:
             table[name] = Element(name, is_list, primitive="boolean", **flags)

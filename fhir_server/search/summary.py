@@ -19,12 +19,8 @@ _ALWAYS = ("resourceType", "id", "meta")
 
 @cache
 def _mandatory(model: ModelClass) -> frozenset[str]:
-    """Top-level elements of minimum cardinality 1. `Element.required` only knows primitives
-    (fhir.resources flags those); a required complex element (Observation.code) is a required
-    pydantic field."""
-    table = elements(model)
-    fields = {(f.alias or n) for n, f in model.model_fields.items() if f.is_required()}
-    return frozenset({name for name, e in table.items() if e.required} | (fields & set(table)))
+    """Top-level elements of minimum cardinality 1."""
+    return frozenset(name for name, e in elements(model).items() if e.required)
 
 
 def _mark(resource: dict[str, Any]) -> dict[str, Any]:
