@@ -4,7 +4,7 @@ and the result parameters (`_sort`, `_count`, `_include`, ...)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from fhir_server.search.parameters import Registry, SearchParameter
 
@@ -93,6 +93,7 @@ class SearchRequest:
     revinclude: list[Include] = field(default_factory=list)
     page: str | None = None
     compartment: list[Criterion] = field(default_factory=list)  # ORed
+    clauses: list[Any] = field(default_factory=list)  # the SQL of each criterion (sql.Clause)
     used: list[tuple[str, str]] = field(default_factory=list)  # for the self link
     problems: list[str] = field(default_factory=list)  # ignored parameters, lenient mode
 

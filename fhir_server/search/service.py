@@ -32,7 +32,7 @@ from fhir_server.search.criteria import (
 from fhir_server.search.extract import index_rows
 from fhir_server.search.normalize import zone
 from fhir_server.search.parameters import Registry, default_registry
-from fhir_server.search.sql import RESOURCE, TABLES, SqlBuilder
+from fhir_server.search.sql import RESOURCE, TABLES, VERSION, SqlBuilder
 from fhir_server.search.summary import SUMMARY_VALUES, subset
 from fhir_server.settings import Settings
 from fhir_server.storage.repository import StoredVersion
@@ -65,23 +65,27 @@ class Search:
     def match(self, uow: UnitOfWork, type_: str, params: Params, limit: int) -> list[str]:
         """Ids of the resources matching criteria (conditional interactions): strict parsing."""
         request = self.parse([type_], params, strict=True)
-        r = RESOURCE.alias("r")
-        builder = SqlBuilder(self.registry, self.local_zone, "")
-        stmt = select(r.c.id).where(*self._where(request, builder, r)).order_by(r.c.pk)
+        r = RESOURCE
+        stmt = select(r.c.id).where(*self._where(request, None)).order_by(r.c.pk)
         return list(uow.conn.execute(stmt.limit(limit)).scalars())
 
-    def parse(self, types: list[str], params: Params, strict: bool) -> SearchRequest:
+    def parse(
+        self, types: list[str], params: Params, strict: bool, base_url: str = ""
+    ) -> SearchRequest:
         request = SearchRequest(types=types)
+        builder = SqlBuilder(self.registry, self.local_zone, base_url)
         for name, value in params:
             try:
-                self._parse_one(request, name, value)
+                self._parse_one(request, name, value, builder)
             except ParamError as exc:
                 if strict:
                     raise bad_request(str(exc), name) from None
                 request.problems.append(f"Parameter {name}={value} ignored: {exc}")
         return request
 
-    def _parse_one(self, request: SearchRequest, name: str, value: str) -> None:
+    def _parse_one(
+        self, request: SearchRequest, name: str, value: str, builder: SqlBuilder
+    ) -> None:
         base, _, modifier = name.partition(":")
         if base in UNSUPPORTED_RESULT_PARAMS:
             raise ParamError(f"{base} is not supported")
@@ -90,9 +94,7 @@ class Search:
             # Values are read when the SQL is built: build it now, so that a malformed value
             # (a bad date, number, token...) is a problem of this parameter, which lenient
             # handling then ignores, rather than a failure of the whole search.
-            SqlBuilder(self.registry, self.local_zone, "").condition(
-                criterion, request.types, RESOURCE.alias()
-            )
+            request.clauses.append(builder.clause(criterion, request.types, RESOURCE))
             request.criteria.append(criterion)
         elif base == "_count":
             if not value.isdigit():
@@ -120,14 +122,19 @@ class Search:
             return  # not part of the self link
         request.used.append((name, value))
 
-    def _where(self, request: SearchRequest, builder: SqlBuilder, r: Any) -> list[Any]:
-        types = request.types
-        conditions = [
-            r.c.type == types[0] if len(types) == 1 else r.c.type.in_(types),
-            r.c.deleted == false(),
-        ]
-        conditions += [builder.condition(c, types, r) for c in request.criteria]
-        if request.compartment:
+    def _where(self, request: SearchRequest, builder: SqlBuilder | None) -> list[Any]:
+        """The WHERE of a search on `resource`: the most selective criterion's rows drive
+        (`pk IN`), the others are checked per candidate (`EXISTS`)."""
+        r, types = RESOURCE, request.types
+        drivers = [c for c in request.clauses if c.rows is not None]
+        driver = min(drivers, key=lambda c: c.rank) if drivers else None
+        if any(c.rank == 0 for c in request.clauses):  # `_id`: the (type, id) key drives
+            driver = None
+        conditions = [r.c.deleted == false()]
+        if driver is None:
+            conditions.append(r.c.type == types[0] if len(types) == 1 else r.c.type.in_(types))
+        conditions += [c.on(r, drive=c is driver) for c in request.clauses]
+        if request.compartment and builder is not None:
             conditions.append(or_(*[builder.condition(c, types, r) for c in request.compartment]))
         return conditions
 
@@ -135,13 +142,13 @@ class Search:
         strict = ix.strict
         params = list(ix.params)
         types = self._system_types(params) if ix.kind is Kind.SEARCH_SYSTEM else [ix.type]
-        request = self.parse(types, params, strict)
+        request = self.parse(types, params, strict, ctx.base_url)
         if ix.compartment is not None:
             request.compartment = self._compartment(ix.compartment, ix.type)
         builder = SqlBuilder(self.registry, self.local_zone, ctx.base_url)
-        r = RESOURCE.alias("r")
+        r = RESOURCE
         try:
-            where = self._where(request, builder, r)
+            where = self._where(request, builder)
         except ParamError as exc:
             raise bad_request(str(exc)) from None
         count = request.count if request.count is not None else self.settings.default_page_size
@@ -162,28 +169,47 @@ class Search:
         ]
         directions = [k.descending for k in keys] + [False]
         exprs = [*sort_exprs, r.c.pk]
+        labels = [e.label(f"k{i}") for i, e in enumerate(sort_exprs)]  # computed once per row
         token = paging.decode(request.page) if request.page else None
         backwards = bool(token and token.get("back"))
-        stmt = select(r.c.pk, *sort_exprs).where(*where)
+        v = VERSION
+        stmt = (
+            select(
+                r.c.pk,
+                v.c.type,
+                v.c.id,
+                v.c.version,
+                v.c.last_updated,
+                v.c.method,
+                v.c.body,
+                *labels,
+            )
+            .select_from(r.join(v, and_(v.c.resource_pk == r.c.pk, v.c.version == r.c.version)))
+            .where(*where)
+        )
         if token:
             stmt = stmt.where(_after(exprs, directions, _decode_values(token["k"]), backwards))
         order = [
             e.desc() if descending != backwards else e.asc()
-            for e, descending in zip(exprs, directions, strict=True)
+            for e, descending in zip([*labels, r.c.pk], directions, strict=True)
         ]
         rows = list(uow.conn.execute(stmt.order_by(*order).limit(count + 1)))
         more = len(rows) > count
         rows = rows[:count]
         if backwards:
             rows.reverse()
-        stored = uow.repository.read_many([row[0] for row in rows])
-        matches = [stored[row[0]] for row in rows if row[0] in stored]
+        matches = [StoredVersion(*row[:7]) for row in rows]  # pk is the resource's
+
+        def position(row: Any) -> list[Any]:
+            return [*row[7:], row[0]]
 
         links = [self._link("self", ctx, ix, request.used)]
         if rows and (more or backwards):
-            links.append(self._link("next", ctx, ix, request.used, rows[-1], back=False))
+            links.append(self._link("next", ctx, ix, request.used, position(rows[-1]), back=False))
         if rows and token and (more or not backwards):
-            links.append(self._link("previous", ctx, ix, request.used, rows[0], back=True))
+            links.append(
+                self._link("previous", ctx, ix, request.used, position(rows[0]), back=True)
+            )
         total = self._total(request, uow, r, where, token, more, len(matches))
         if total is not None:
             bundle["total"] = total
@@ -335,20 +361,16 @@ class Search:
         ctx: Context,
         ix: Interaction,
         used: Params,
-        row: Any = None,
+        position: list[Any] | None = None,
         back: bool = False,
     ) -> dict[str, str]:
         path = ix.type or ""
         if ix.compartment is not None:
             path = f"{ix.compartment[0]}/{ix.compartment[1]}/{ix.type}"
         params = list(used)
-        if row is not None:
-            params.append(
-                (
-                    paging.PAGE_PARAM,
-                    paging.encode({"k": _encode_values([*list(row[1:]), row[0]]), "back": back}),
-                )
-            )
+        if position is not None:
+            token = paging.encode({"k": _encode_values(position), "back": back})
+            params.append((paging.PAGE_PARAM, token))
         return {"relation": relation, "url": paging.url(ctx.base_url, path, params)}
 
     def _finish(self, bundle: dict[str, Any], request: SearchRequest) -> Outcome:

@@ -6,11 +6,24 @@ prefixes are ranges, never LIKE on a leading wildcard except for :contains)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, and_, false, func, not_, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Select,
+    and_,
+    exists,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+    true,
+)
 
 from fhir_server.search.criteria import Criterion, Has, ParamError, split_unescaped, unescape
 from fhir_server.search.extract import composite_components
@@ -31,9 +44,11 @@ from fhir_server.storage.schema import (
     StringIndex,
     TokenIndex,
     UriIndex,
+    VersionRow,
 )
 
 RESOURCE = ResourceRow.__table__
+VERSION = VersionRow.__table__
 TABLES = {
     "string": StringIndex.__table__,
     "token": TokenIndex.__table__,
@@ -95,6 +110,46 @@ def range_condition(
     return and_(low < approx_high, high > approx_low)  # ap: overlaps the widened range
 
 
+@dataclass(frozen=True)
+class Clause:
+    """One criterion in SQL: either the index rows a matching resource has (`rows`, selecting
+    `resource_pk` from `table`), or a plain `condition` on the resource row. Rows can drive the
+    query (`resource.pk IN (rows)`) or be checked per candidate (`EXISTS`, correlated on
+    `resource_pk`): the most selective criterion drives, so that neither SQLite nor PostgreSQL
+    walks every resource of a type, nor materialises every open Task to test a status."""
+
+    rows: Select | None = None
+    table: FromClause | None = None
+    condition: Condition | None = None
+    rank: int = 9  # usual selectivity: the lowest rank drives
+
+    def on(self, r: FromClause, drive: bool) -> Condition:
+        if self.condition is not None:
+            return self.condition
+        if drive:
+            return r.c.pk.in_(self.rows)
+        return exists(self.rows.where(self.table.c.resource_pk == r.c.pk))
+
+
+def _rank(criterion: Criterion) -> int:
+    """How selective a criterion usually is, from its parameter (no statistics needed): a
+    reference or an identifier picks a few resources, a status or a date range many."""
+    param, modifier = criterion.param, criterion.modifier
+    if param.type == "reference":
+        return 1
+    if param.type == "token" and (
+        param.code == "identifier"
+        or modifier == "of-type"
+        or all("|" in v and not v.endswith("|") and not v.startswith("|") for v in criterion.values)
+    ):
+        return 2
+    if param.type in ("string", "uri") and modifier != "contains":
+        return 3
+    if param.type == "token":
+        return 5
+    return 6
+
+
 class SqlBuilder:
     def __init__(self, registry: Registry, local_zone: tzinfo, base_url: str) -> None:
         self.registry = registry
@@ -105,26 +160,35 @@ class SqlBuilder:
 
     def condition(self, criterion: Criterion, types: list[str], r: FromClause) -> Condition:
         """The condition on resource rows `r` (of `types`) for one criterion."""
+        return self.clause(criterion, types, r).on(r, drive=True)
+
+    def clause(self, criterion: Criterion, types: list[str], r: FromClause) -> Clause:
         if criterion.has is not None:
-            return self._has(criterion.has, types, r)
+            return Clause(condition=self._has(criterion.has, types, r))
         param = criterion.param
         if criterion.chain is not None:
-            return self._chain(criterion, types, r)
+            return self._chain(criterion, types)
         if criterion.modifier == "missing":
-            return self._missing(param, types, r, criterion.values[0] == "true")
+            return Clause(condition=self._missing(param, types, r, criterion.values[0] == "true"))
         if param.code == "_id":
-            return r.c.id.in_(criterion.values)
+            return Clause(condition=r.c.id.in_(criterion.values), rank=0)
         if param.code == "_lastUpdated":
-            return or_(*[self._last_updated(v, r) for v in criterion.values])
+            return Clause(condition=or_(*[self._last_updated(v, r) for v in criterion.values]))
         if param.type == "composite":
-            return or_(*[self._composite(param, types, r, v) for v in criterion.values])
+            if len(criterion.values) == 1:
+                return self._composite(param, types, criterion.values[0])
+            return Clause(
+                condition=or_(
+                    *[self._composite(param, types, v).on(r, drive=True) for v in criterion.values]
+                )
+            )
         build = getattr(self, f"_{param.type}")
-        table = TABLES[param.type].alias()
+        table = TABLES[param.type]
         if criterion.modifier == "not":  # resources with no matching token at all
             match = or_(*[build(table, v, None) for v in criterion.values])
-            return r.c.pk.not_in(self._rows(table, types, param.code, match))
+            return Clause(condition=r.c.pk.not_in(self._rows(table, types, param.code, match)))
         match = or_(*[build(table, v, criterion.modifier) for v in criterion.values])
-        return r.c.pk.in_(self._rows(table, types, param.code, match))
+        return Clause(self._rows(table, types, param.code, match), table, rank=_rank(criterion))
 
     @staticmethod
     def _rows(table: FromClause, types: list[str], code: str, match: Condition) -> Any:
@@ -142,7 +206,7 @@ class SqlBuilder:
         rows = self._rows(table, types, code, true())
         return r.c.pk.not_in(rows) if missing else r.c.pk.in_(rows)
 
-    def _chain(self, criterion: Criterion, types: list[str], r: FromClause) -> Condition:
+    def _chain(self, criterion: Criterion, types: list[str]) -> Clause:
         ref = TABLES["reference"].alias()
         targets = []
         for target_type in criterion.chain_types:
@@ -153,7 +217,7 @@ class SqlBuilder:
                 self.condition(criterion.chain, [target_type], target),
             )
             targets.append(and_(ref.c.target_type == target_type, ref.c.target_id.in_(ids)))
-        return r.c.pk.in_(self._rows(ref, types, criterion.param.code, or_(*targets)))
+        return Clause(self._rows(ref, types, criterion.param.code, or_(*targets)), ref, rank=2)
 
     def _has(self, has: Has, types: list[str], r: FromClause) -> Condition:
         source = RESOURCE.alias()
@@ -175,9 +239,7 @@ class SqlBuilder:
         )
         return r.c.id.in_(pointing)
 
-    def _composite(
-        self, param: SearchParameter, types: list[str], r: FromClause, value: str
-    ) -> Condition:
+    def _composite(self, param: SearchParameter, types: list[str], value: str) -> Clause:
         components = self._components(param)
         parts = split_unescaped(value, "$")
         if len(parts) != len(components):
@@ -202,7 +264,8 @@ class SqlBuilder:
                         table.c.composite == first.c.composite,
                     ),
                 )
-        return r.c.pk.in_(select(first.c.resource_pk).select_from(joined).where(*conditions))
+        rows = select(first.c.resource_pk).select_from(joined).where(*conditions)
+        return Clause(rows, first, rank=4)
 
     def _components(self, param: SearchParameter) -> list[tuple[str, str, str]]:
         try:
@@ -383,7 +446,7 @@ class SqlBuilder:
             return r.c.id
         if code == "_lastUpdated":
             return r.c.last_updated
-        table = TABLES[param.type].alias()
+        table = TABLES[param.type]
         name, low_end, high_end = {
             "string": ("value_normalized", "", "\U0010ffff"),
             "token": ("code", "", "\U0010ffff"),
