@@ -143,7 +143,7 @@ def capture_sql(server: Server, run: Callable[[], Any]) -> tuple[str, Any]:
     captured: list[tuple[str, Any]] = []
 
     def listen(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().startswith("SELECT resource.pk") and "FROM resource \n" in statement:
+        if statement.lstrip().startswith("SELECT resource.pk"):
             captured.append((statement, parameters))
 
     event.listen(server.database.engine, "before_cursor_execute", listen)

@@ -288,40 +288,42 @@ class Search:
         frontier, first = matches, True
         while frontier and len(found) < cap:
             fresh: list[StoredVersion] = []
-            pks = self._included_pks(uow, request, frontier, first)
-            for stored in uow.repository.read_many(sorted(pks)).values():
-                if stored.body is not None and (stored.type, stored.id) not in seen:
+            for stored in self._included(uow, request, frontier, first):
+                if (stored.type, stored.id) not in seen:
                     seen.add((stored.type, stored.id))
                     fresh.append(stored)
             found += fresh
             frontier, first = fresh, False
         return found[:cap], len(found) > cap
 
-    def _included_pks(
+    def _included(
         self, uow: UnitOfWork, request: SearchRequest, frontier: list[StoredVersion], first: bool
-    ) -> set[int]:
-        pks: set[int] = set()
-        ref = TABLES["reference"]
+    ) -> list[StoredVersion]:
+        """The resources `_include` and `_revinclude` add for `frontier`, each include one
+        query joining the reference index to the current versions."""
+        ref, r, v = TABLES["reference"], RESOURCE, VERSION
+        current = and_(v.c.resource_pk == r.c.pk, v.c.version == r.c.version)
+        columns = (r.c.pk, v.c.type, v.c.id, v.c.version, v.c.last_updated, v.c.method, v.c.body)
         by_type: dict[str, list[StoredVersion]] = {}
         for stored in frontier:
             by_type.setdefault(stored.type, []).append(stored)
+        statements = []
         for include in request.include:
             source_type = include.source_type
             if not (first or include.iterate) or (source_type and source_type not in by_type):
                 continue
             sources = [s.pk for s in (by_type[source_type] if source_type else frontier)]
-            stmt = select(ref.c.target_type, ref.c.target_id).where(
-                ref.c.resource_pk.in_(sources), ref.c.target_id.is_not(None)
+            target = and_(r.c.type == ref.c.target_type, r.c.id == ref.c.target_id)
+            stmt = (
+                select(*columns)
+                .select_from(ref.join(r, target).join(v, current))
+                .where(ref.c.resource_pk.in_(sources), r.c.deleted == false())
             )
             if include.param is not None:
                 stmt = stmt.where(ref.c.param == include.param)
             if include.target_type is not None:
                 stmt = stmt.where(ref.c.target_type == include.target_type)
-            targets: dict[str, set[str]] = {}
-            for target_type, target_id in uow.conn.execute(stmt):
-                targets.setdefault(target_type, set()).add(target_id)
-            for target_type, ids in targets.items():
-                pks |= set(self._pks_of(uow, target_type, sorted(ids)))
+            statements.append(stmt)
         for include in request.revinclude:
             if not (first or include.iterate):
                 continue
@@ -329,19 +331,17 @@ class Search:
                 and_(ref.c.target_type == t, ref.c.target_id.in_([s.id for s in group]))
                 for t, group in by_type.items()
             ]
-            stmt = select(ref.c.resource_pk).where(or_(*pointed))
+            stmt = (
+                select(*columns)
+                .select_from(ref.join(r, r.c.pk == ref.c.resource_pk).join(v, current))
+                .where(or_(*pointed), r.c.deleted == false())
+            )
             if include.source_type is not None:
                 stmt = stmt.where(ref.c.type == include.source_type)
             if include.param is not None:
                 stmt = stmt.where(ref.c.param == include.param)
-            pks |= set(uow.conn.execute(stmt).scalars())
-        return pks
-
-    @staticmethod
-    def _pks_of(uow: UnitOfWork, type_: str, ids: list[str]) -> list[int]:
-        r = RESOURCE
-        stmt = select(r.c.pk).where(r.c.type == type_, r.c.id.in_(ids), r.c.deleted == false())
-        return list(uow.conn.execute(stmt).scalars())
+            statements.append(stmt)
+        return [StoredVersion(*row) for stmt in statements for row in uow.conn.execute(stmt)]
 
     def _entry(
         self, ctx: Context, stored: StoredVersion, mode: str, request: SearchRequest
