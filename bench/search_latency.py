@@ -82,12 +82,22 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-def timed(run: Callable[[Any], Any], arguments: list[Any]) -> list[float]:
-    samples = []
-    for argument in arguments:
-        start = time.perf_counter()
-        run(argument)
-        samples.append((time.perf_counter() - start) * 1000)
+def interleaved(
+    paths: dict[str, Callable[[Any], Any]], arguments: list[Any]
+) -> dict[str, list[float]]:
+    """Milliseconds of each path for each argument. The paths take turns being first on an
+    argument, so that none always pays (or always escapes) the cold-cache reads of the rows
+    that argument touches; every path is run once before measuring."""
+    for run in paths.values():
+        run(arguments[0])
+    samples: dict[str, list[float]] = {name: [] for name in paths}
+    names = list(paths)
+    for index, argument in enumerate(arguments):
+        shift = index % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            paths[name](argument)
+            samples[name].append((time.perf_counter() - start) * 1000)
     return samples
 
 
@@ -209,43 +219,34 @@ def run_benchmark(database_url: str, scale_text: str, requests: int, seed: int) 
         with server.database.transaction(write=False) as conn:
             conn.exec_driver_sql(sql, params).fetchall()
 
-    # Warm the caches of every path once, then measure each path over the same arguments.
-    for run, argument in (
-        (engine_worklist, owners[0]),
-        (engine_ins, patients[0]),
-        (sql_worklist, owners[0]),
-        (sql_ins, patients[0]),
-    ):
-        run(argument)
-    example = engine_worklist(owners[0])
-    results: dict[str, Any] = {}
-    results["worklist_sql_floor"] = percentiles(timed(sql_worklist, owners))
-    results["worklist_engine"] = percentiles(timed(engine_worklist, owners))
-    results["ins_sql_floor"] = percentiles(timed(sql_ins, patients))
-    results["ins_engine"] = percentiles(timed(engine_ins, patients))
-
     process, base = start_http(database_url)
     try:
         with httpx.Client(base_url=base, timeout=60) as client:
-            client.get("/Task", params=worklist_params(owners[0]))
-            client.get("/Patient", params={"identifier": f"{INS}|{patients[0]}"})
-            results["worklist_http"] = percentiles(
-                timed(
-                    lambda o: client.get("/Task", params=worklist_params(o)).raise_for_status(),
-                    owners,
-                )
+
+            def http_worklist(owner: str) -> None:
+                client.get("/Task", params=worklist_params(owner)).raise_for_status()
+
+            def http_ins(code: str) -> None:
+                client.get("/Patient", params={"identifier": f"{INS}|{code}"}).raise_for_status()
+
+            worklist = interleaved(
+                {
+                    "worklist_sql_floor": sql_worklist,
+                    "worklist_engine": engine_worklist,
+                    "worklist_http": http_worklist,
+                },
+                owners,
             )
-            results["ins_http"] = percentiles(
-                timed(
-                    lambda c: client.get(
-                        "/Patient", params={"identifier": f"{INS}|{c}"}
-                    ).raise_for_status(),
-                    patients,
-                )
+            lookup = interleaved(
+                {"ins_sql_floor": sql_ins, "ins_engine": engine_ins, "ins_http": http_ins}, patients
             )
     finally:
         process.terminate()
         process.wait(30)
+    results: dict[str, Any] = {
+        name: percentiles(samples) for name, samples in {**worklist, **lookup}.items()
+    }
+    example = engine_worklist(owners[0])
 
     worklist_sql, worklist_args = capture_sql(server, lambda: engine_worklist(owners[0]))
     ins_sql, ins_args = capture_sql(server, lambda: engine_ins(patients[0]))
