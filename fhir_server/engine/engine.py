@@ -126,7 +126,9 @@ class Engine:
     @contextmanager
     def unit_of_work(self, write: bool) -> Iterator[UnitOfWork]:
         with self.database.transaction(write) as conn:
-            yield UnitOfWork(conn, self.database.is_postgres)
+            uow = UnitOfWork(conn, self.database.is_postgres)
+            yield uow
+            uow.repository.flush()  # buffered index rows go in before the commit
 
     def run(self, uow: UnitOfWork, interaction: Interaction, context: Context) -> Outcome:
         """Run an interaction inside an existing unit of work (bundle entries, consumers)."""
@@ -139,6 +141,8 @@ class Engine:
         handler = _HANDLERS.get(interaction.kind)
         if handler is None:
             raise FhirError.of(405, "not-supported", f"{interaction.kind} is not supported")
+        if not interaction.is_write:  # reads of this unit of work see its buffered index rows
+            uow.repository.flush()
         return handler(self, uow, interaction, context)
 
     # -- reads -----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import and_, false, func, insert, or_, select
+from sqlalchemy import and_, false, func, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
@@ -36,12 +36,9 @@ from fhir_server.search.sql import RESOURCE, TABLES, VERSION, SqlBuilder
 from fhir_server.search.summary import SUMMARY_VALUES, subset
 from fhir_server.settings import Settings
 from fhir_server.storage.repository import StoredVersion
-from fhir_server.storage.schema import INDEX_TABLES
 
 if TYPE_CHECKING:
     from fhir_server.engine.engine import Engine
-
-_INSERTS = {table: insert(table.__table__) for table in INDEX_TABLES}
 
 
 class Search:
@@ -54,17 +51,15 @@ class Search:
     # -- write side --------------------------------------------------------------------------
 
     def index(self, uow: UnitOfWork, resource_pk: int, type_: str, resource: dict) -> None:
-        for table, rows in index_rows(self.registry, type_, resource, self.local_zone).items():
-            if rows:
-                for row in rows:
-                    row["resource_pk"] = resource_pk
-                uow.conn.execute(_INSERTS[table], rows)
+        rows = index_rows(self.registry, type_, resource, self.local_zone)
+        uow.repository.add_index_rows(resource_pk, rows)
 
     # -- read side ---------------------------------------------------------------------------
 
     def match(self, uow: UnitOfWork, type_: str, params: Params, limit: int) -> list[str]:
         """Ids of the resources matching criteria (conditional interactions): strict parsing."""
         request = self.parse([type_], params, strict=True)
+        uow.repository.flush()
         r = RESOURCE
         stmt = select(r.c.id).where(*self._where(request, None)).order_by(r.c.pk)
         return list(uow.conn.execute(stmt.limit(limit)).scalars())
@@ -142,6 +137,7 @@ class Search:
         strict = ix.strict
         params = list(ix.params)
         types = self._system_types(params) if ix.kind is Kind.SEARCH_SYSTEM else [ix.type]
+        uow.repository.flush()
         request = self.parse(types, params, strict, ctx.base_url)
         if ix.compartment is not None:
             request.compartment = self._compartment(ix.compartment, ix.type)

@@ -59,6 +59,7 @@ _CLEAR_INDEX = [
     delete(t.__table__).where(t.__table__.c.resource_pk == bindparam("pk")) for t in INDEX_TABLES
 ]
 _INSERT_OUTBOX = insert(outbox_table)
+_INSERT_INDEX = {t: insert(t.__table__) for t in INDEX_TABLES}
 _LATEST_VERSION = select(_v.c.pk).order_by(_v.c.pk.desc()).limit(1)
 
 
@@ -95,9 +96,17 @@ class HistoryCursor:
 
 
 class Repository:
+    """The SQL of one unit of work. Version, search-index and outbox rows are buffered and
+    written in one executemany per table when something is about to read them (`flush`, which
+    every read here calls, and the engine before searches and the commit): a transaction of a
+    thousand resources makes a few inserts, not ten thousand round trips."""
+
     def __init__(self, conn: Connection, is_postgres: bool) -> None:
         self.conn = conn
         self.is_postgres = is_postgres
+        self.pending_versions: list[dict] = []
+        self.pending_outbox: list[dict] = []
+        self.pending_index: dict[type, list[dict]] = {}
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -108,10 +117,12 @@ class Repository:
 
     def read(self, type_: str, id_: str) -> StoredVersion | None:
         """The current version (possibly a deletion) of a resource."""
+        self.flush()
         row = self.conn.execute(_READ, {"type": type_, "id": id_}).first()
         return StoredVersion(*row) if row else None
 
     def read_version(self, type_: str, id_: str, version: int) -> StoredVersion | None:
+        self.flush()
         row = self.conn.execute(_READ_VERSION, {"type": type_, "id": id_, "version": version})
         found = row.first()
         return StoredVersion(*found) if found else None
@@ -121,6 +132,7 @@ class Repository:
         StoredVersion is the resource's pk, not the version's."""
         if not pks:
             return {}
+        self.flush()
         rows = self.conn.execute(_READ_MANY, {"pks": list(pks)})
         return {row[0]: StoredVersion(*row) for row in rows}
 
@@ -137,6 +149,7 @@ class Repository:
         """Versions newest first. With a cursor, the `at_most` versions just older than it, or
         just newer when `newer` (for a previous page); `until_pk` pins the listing to the
         versions that existed when its first page was read."""
+        self.flush()
         v = version_table
         stmt = select(*_VERSION_COLUMNS)
         if type_ is not None:
@@ -165,6 +178,7 @@ class Repository:
         return rows[::-1] if newer else rows
 
     def latest_version_pk(self) -> int:
+        self.flush()
         return self.conn.execute(_LATEST_VERSION).scalar() or 0
 
     # -- writing ---------------------------------------------------------------------------------
@@ -216,8 +230,7 @@ class Repository:
         method: str,
         body: bytes | None,
     ) -> None:
-        self.conn.execute(
-            _INSERT_VERSION,
+        self.pending_versions.append(
             {
                 "resource_pk": resource_pk,
                 "type": type_,
@@ -226,13 +239,32 @@ class Repository:
                 "last_updated": when,
                 "method": method,
                 "body": body,
-            },
+            }
         )
 
+    def add_index_rows(self, resource_pk: int, rows_by_table: dict[type, list[dict]]) -> None:
+        for table, rows in rows_by_table.items():
+            if rows:
+                for row in rows:
+                    row["resource_pk"] = resource_pk
+                self.pending_index.setdefault(table, []).extend(rows)
+
+    def flush(self) -> None:
+        """Write the buffered rows (before a read, a search, a reindex or the commit)."""
+        if self.pending_versions:
+            versions, self.pending_versions = self.pending_versions, []
+            self.conn.execute(_INSERT_VERSION, versions)
+        if self.pending_outbox:
+            outbox, self.pending_outbox = self.pending_outbox, []
+            self.conn.execute(_INSERT_OUTBOX, outbox)
+        pending, self.pending_index = self.pending_index, {}
+        for table, rows in pending.items():
+            self.conn.execute(_INSERT_INDEX[table], rows)
+
     def clear_index(self, resource_pk: int) -> None:
+        self.flush()
         for statement in _CLEAR_INDEX:
             self.conn.execute(statement, {"pk": resource_pk})
 
     def insert_outbox(self, rows: list[dict]) -> None:
-        if rows:
-            self.conn.execute(_INSERT_OUTBOX, rows)
+        self.pending_outbox.extend(rows)
