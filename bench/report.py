@@ -1,0 +1,72 @@
+"""Render the measured tables of docs/performance.md from bench/results/*.json.
+
+The page is written by hand; each generated table sits between `<!-- name:begin -->` and
+`<!-- name:end -->` markers and is replaced by `python -m bench.report`."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+PAGE = Path(__file__).parents[1] / "docs" / "performance.md"
+
+
+def _row(name: str, stats: dict, floor: dict | None) -> str:
+    ratio = f"{stats['p95'] / floor['p95']:.2f}\u00d7" if floor else "floor"
+    return (f"| {name} | {stats['p50']:.2f} | {stats['p95']:.2f} | {stats['p99']:.2f} | "
+            f"{ratio} |")
+
+
+def search_table() -> str:
+    lines = []
+    for path in sorted(RESULTS.glob("search-*.json")):
+        report = json.loads(path.read_text())
+        latency = report["latency_ms"]
+        lines += [
+            f"**{report['database']}, {report['resources']:,} resources** "
+            f"({report['cores']} cores, {report['requests']} queries of each, "
+            f"{report['example_worklist']['matches']} tasks and "
+            f"{report['example_worklist']['included']} patients in a typical worklist):",
+            "",
+            "| query | p50 ms | p95 ms | p99 ms | p95 / SQL floor |",
+            "|---|---|---|---|---|",
+        ]
+        for query, label in (("worklist", "IDEL worklist"), ("ins", "INS lookup")):
+            floor = latency[f"{query}_sql_floor"]
+            lines += [
+                _row(f"{label}: hand-written SQL (floor)", floor, None),
+                _row(f"{label}: engine (parse, SQL, Bundle JSON)", latency[f"{query}_engine"],
+                     floor),
+                _row(f"{label}: HTTP end to end", latency[f"{query}_http"], floor),
+            ]
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def plans() -> str:
+    lines = []
+    for path in sorted(RESULTS.glob("search-*.json")):
+        report = json.loads(path.read_text())
+        for key, title in (("worklist_server_plan", "IDEL worklist, server's SQL"),
+                           ("worklist_floor_plan", "IDEL worklist, hand-written SQL"),
+                           ("ins_server_plan", "INS lookup, server's SQL")):
+            lines += [f"{title} ({report['database']}, {report['resources']:,} resources):",
+                      "", "```", *report["plans"][key], "```", ""]
+    return "\n".join(lines).rstrip()
+
+
+SECTIONS = {"search": search_table, "plans": plans}
+
+
+def render(page: str) -> str:
+    for name, make in SECTIONS.items():
+        pattern = re.compile(rf"(<!-- {name}:begin -->\n)(?:.*?\n)?(<!-- {name}:end -->)", re.S)
+        page = pattern.sub(lambda m, make=make: m.group(1) + make() + "\n" + m.group(2), page)
+    return page
+
+
+if __name__ == "__main__":
+    PAGE.write_text(render(PAGE.read_text()))
+    print(f"updated {PAGE}")
