@@ -15,6 +15,7 @@ from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
 
+from fhir_server.model.elements import elements, model_class
 from profiles import TABLES_DIR
 
 ABSTRACT_TYPES = {"Resource", "DomainResource"}
@@ -117,6 +118,46 @@ def patient_compartment(definitions: Path, served: list[str]) -> dict[str, Any]:
     }
 
 
+def used_types(served: list[str]) -> set[str]:
+    """Names of the served resource types and of every type their elements use, transitively."""
+    seen: set[str] = set()
+    stack = [model_class(name) for name in served]
+    while stack:
+        model = stack.pop()
+        if model.__name__ not in seen:
+            seen.add(model.__name__)
+            stack.extend(e.model for e in elements(model).values() if e.model is not None)
+    return seen
+
+
+def required_bindings(definitions: Path, served: list[str]) -> dict[str, Any]:
+    """Element path → required value set, for the served types and the data types they use,
+    with the codes of each value set by system. Value sets the definitions do not expand (MIME
+    types, currencies, UCUM, a LOINC answer list) cannot be checked: listed with their paths."""
+    source = json.loads((definitions / "required-bindings.json").read_text())
+    used = used_types(served)
+    bindings = {
+        b["path"]: b["valueSet"] for b in source["bindings"] if b["path"].split(".")[0] in used
+    }
+    value_sets: dict[str, dict[str, list[str]]] = {}
+    not_expanded: dict[str, list[str]] = {}
+    for path, url in sorted(bindings.items()):
+        if url not in source["valueSets"]:
+            not_expanded.setdefault(url, []).append(path)
+        elif url not in value_sets:
+            by_system: dict[str, list[str]] = {}
+            for concept in source["valueSets"][url]:
+                by_system.setdefault(concept["system"], []).append(concept["code"])
+            value_sets[url] = by_system
+    return {
+        "source": "FHIR R4 4.0.1 required bindings, restricted to the served resource types and "
+        "the data types they use; codes of each value set by system",
+        "bindings": {p: u for p, u in sorted(bindings.items()) if u not in not_expanded},
+        "valueSets": dict(sorted(value_sets.items())),
+        "notExpanded": dict(sorted(not_expanded.items())),
+    }
+
+
 def build(definitions: Path) -> dict[str, Any]:
     """Table file name → content."""
     types = resource_types(definitions)
@@ -124,6 +165,7 @@ def build(definitions: Path) -> dict[str, Any]:
         "resource-types.json": types,
         "search-parameters.json": search_parameters(definitions, types["served"]),
         "compartment-patient.json": patient_compartment(definitions, types["served"]),
+        "required-bindings.json": required_bindings(definitions, types["served"]),
     }
 
 

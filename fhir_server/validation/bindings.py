@@ -3,10 +3,12 @@
 fhir.resources checks that a code is a code, not that it belongs to its value set: a Task with
 status "bogus" or a Patient with gender "F" parses. The compact table
 `profiles/tables/required-bindings.json` gives each bound element path and the codes of its
-value set. At start-up each path is resolved to (model class, JSON property) through the element
-tables, and every class gets a plan of the properties worth visiting: the bound ones, and those
-whose type can contain a bound element (transitively, contained resources included). The walk
-looks up only the properties an instance has, so its cost follows the size of the resource.
+value set. The first time a resource type is checked, the paths under it and under the data
+types it uses are resolved to (model class, JSON property) through the element tables, and each
+of these classes gets a plan of the properties worth visiting: the bound ones, and those whose
+type can contain a bound element (transitively; contained resources are planned by their own
+type). The walk looks up only the properties an instance has, so its cost follows the size of
+the resource; planning per type keeps the start-up from loading every model.
 
 Not checked: the value sets the table lists under `notExpanded`, whose codes cannot be listed
 (MIME types: Attachment.contentType, Binary.contentType and the like; currencies:
@@ -28,13 +30,15 @@ from fhir_server.validation.value_sets import Expansion, ValueSets
 class _Step:
     """What to do with one property of an instance of a class."""
 
-    element: Element
-    binding: Expansion | None  # bound code or CodeableConcept
+    is_list: bool
+    is_code: bool  # a code (else, when bound, a CodeableConcept)
+    is_resource: bool  # a contained resource, walked with the plan of its own type
+    binding: Expansion | None
     path: str  # the bound element path, for messages
     walk: dict[str, _Step] | None  # plan of the element's own type, when worth visiting
 
 
-def _resolve(path: str) -> tuple[ModelClass, Element]:
+def resolve(path: str) -> tuple[ModelClass, Element]:
     """`Patient.contact.gender` → (the PatientContact model, its `gender` element)."""
     root, *names = path.split(".")
     model, element = model_class(root), None
@@ -53,9 +57,9 @@ def _is_concept(element: Element) -> bool:
     return element.model is not None and element.model.__name__ == "CodeableConcept"
 
 
-def _reachable(roots: Iterable[ModelClass]) -> set[ModelClass]:
+def _reachable(root: ModelClass) -> set[ModelClass]:
     seen: set[ModelClass] = set()
-    stack = list(roots)
+    stack = [root]
     while stack:
         model = stack.pop()
         if model not in seen:
@@ -65,29 +69,61 @@ def _reachable(roots: Iterable[ModelClass]) -> set[ModelClass]:
 
 
 class RequiredBindings:
+    """Safe to share between threads: plans are built whole, then published."""
+
     def __init__(
         self, bindings: Mapping[str, str], value_sets: ValueSets, resource_types: Iterable[str]
     ) -> None:
-        bound: dict[ModelClass, dict[str, tuple[str, Expansion]]] = {}
+        self._by_root: dict[str, list[tuple[str, Expansion]]] = {}
         for path, url in bindings.items():
-            model, element = _resolve(path)
-            bound.setdefault(model, {})[element.name] = (path, value_sets.expansion(url))
-        self._resources = {name: model_class(name) for name in resource_types}
-        models = _reachable(self._resources.values())
-        relevant = set(bound)
+            root = path.split(".", 1)[0]
+            self._by_root.setdefault(root, []).append((path, value_sets.expansion(url)))
+        self._types = frozenset(resource_types)
+        self._plans: dict[ModelClass, dict[str, _Step]] = {}
+        self._idle: set[ModelClass] = set()  # classes that can hold no bound element
+
+    def _plan(self, resource_type: Any) -> dict[str, _Step] | None:
+        if resource_type not in self._types:
+            return None
+        model = model_class(resource_type)
+        if model not in self._plans and model not in self._idle:
+            self._build(model)
+        return self._plans.get(model)
+
+    def _build(self, root: ModelClass) -> None:
+        """Plan the classes reachable from `root` that no earlier build has planned."""
+        models = _reachable(root) - self._plans.keys() - self._idle
+        bound: dict[ModelClass, dict[str, tuple[str, Expansion]]] = {}
+        for model in models:
+            for path, expansion in self._by_root.get(model.__name__, ()):
+                owner, element = resolve(path)
+                if owner not in models:
+                    raise ValueError(f"{path}: {owner.__name__} was planned without it")
+                bound.setdefault(owner, {})[element.name] = (path, expansion)
+        relevant = set(bound) | self._plans.keys()
         while grown := {
             m
             for m in models - relevant
             if any(e.is_resource or e.model in relevant for e in elements(m).values())
         }:
             relevant |= grown
-        self._plans: dict[ModelClass, dict[str, _Step]] = {m: {} for m in relevant}
-        for model, plan in self._plans.items():
+        plans: dict[ModelClass, dict[str, _Step]] = {m: {} for m in relevant & models}
+        lookup = {**self._plans, **plans}
+        for model, plan in plans.items():
             for name, element in elements(model).items():
                 path, expansion = bound.get(model, {}).get(name, ("", None))
-                walk = self._plans.get(element.model) if element.model else None
+                walk = lookup.get(element.model) if element.model else None
                 if expansion is not None or walk is not None or element.is_resource:
-                    plan[name] = _Step(element, expansion, path, walk)
+                    plan[name] = _Step(
+                        is_list=element.is_list,
+                        is_code=element.primitive is not None,
+                        is_resource=element.is_resource,
+                        binding=expansion,
+                        path=path,
+                        walk=walk,
+                    )
+        self._idle |= models - relevant
+        self._plans.update(plans)
 
     def check(self, resource: dict[str, Any]) -> list[Issue]:
         issues: list[Issue] = []
@@ -95,8 +131,7 @@ class RequiredBindings:
         return issues
 
     def _resource(self, data: Any, where: str, issues: list[Issue]) -> None:
-        model = self._resources.get(data.get("resourceType")) if isinstance(data, dict) else None
-        plan = self._plans.get(model) if model is not None else None
+        plan = self._plan(data.get("resourceType")) if isinstance(data, dict) else None
         if plan is not None:
             self._walk(plan, data, where, issues)
 
@@ -105,7 +140,7 @@ class RequiredBindings:
             step = plan.get(key)
             if step is None:
                 continue
-            if step.element.is_list:
+            if step.is_list:
                 for index, item in enumerate(value):
                     self._visit(step, item, f"{where}.{key}[{index}]", issues)
             else:
@@ -116,23 +151,21 @@ class RequiredBindings:
             return
         expansion = step.binding
         if expansion is not None:
-            if step.element.primitive is not None:
+            if step.is_code:
                 if value not in expansion.codes:
-                    issues.append(_outside(expansion, step.path, repr(value), where))
+                    issues.append(_outside(f"{step.path}: {value!r} is not", expansion, where))
             elif not any(
                 (c.get("system"), c.get("code")) in expansion.codings
                 for c in value.get("coding", ())
             ):
-                issues.append(_outside(expansion, step.path, "no coding", where))
-        if step.element.is_resource:
+                issues.append(_outside(f"{step.path}: none of the codings is", expansion, where))
+        if step.is_resource:
             self._resource(value, where, issues)
         elif step.walk is not None:
             self._walk(step.walk, value, where, issues)
 
 
-def _outside(expansion: Expansion, path: str, found: str, where: str) -> Issue:
+def _outside(what: str, expansion: Expansion, where: str) -> Issue:
     return Issue(
-        "code-invalid",
-        f"{path}: {found} is not in the required value set {expansion.url}",
-        expression=where,
+        "code-invalid", f"{what} in the required value set {expansion.url}", expression=where
     )

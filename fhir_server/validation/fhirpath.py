@@ -5,14 +5,16 @@ Patient, as long as parsing the whole resource with fhir.resources. Invariants r
 write, so the common ones are compiled instead: the syntax tree is fhirpathpy's own parse, each
 node becomes a closure `(focus, resource) -> collection`, and a node outside the subset raises
 `Unsupported` at compile time so that the caller keeps fhirpathpy for that expression. Nothing
-is guessed: `tests/validation/test_fhirpath.py` checks that both give the same results.
+is guessed: an evaluation that reaches a primitive's extensions (`_birthDate`) raises
+`PrimitiveExtensions` for the caller to hand it to fhirpathpy, and
+`tests/validation/test_fhirpath.py` checks that both give the same results.
 
-The subset: paths (a leading type name, choice elements such as `value`), `$this`, `%resource`
-and `%rootResource`, string, integer and boolean literals and `{}`; the operators `=` `!=`
-`in` `contains` `|` `+` `and` `or` `xor` `implies`; the functions `exists`, `empty`, `not`,
-`where`, `all`, `count`, `first`, `extension`, `matches`, `contains` (on a string). Values are
-compared as JSON values: dates are compared as text, which is why `<` and `>` stay with
-fhirpathpy.
+The subset: paths (a leading type name, choice elements of the R4 model such as `value`),
+`$this`, `%resource` and `%rootResource`, string, integer and boolean literals and `{}`; the
+operators `=` `!=` `in` `contains` `|` `+` `and` `or` `xor` `implies`; the functions `exists`,
+`empty`, `not`, `where`, `all`, `count`, `first`, `extension`, `matches`, `contains` (on a
+string). Values are compared as JSON values: dates are compared as text, which is why `<` and
+`>` stay with fhirpathpy.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from fhirpathpy.models import models
 from fhirpathpy.parser import parse
 
 Collection = list[Any]
@@ -36,6 +39,11 @@ class FhirPathError(ValueError):
     """The expression cannot be evaluated on this input (e.g. a string function on a list)."""
 
 
+class PrimitiveExtensions(Exception):
+    """The path reaches a primitive that has extensions (`_birthDate`): FHIRPath sees them, the
+    JSON value alone does not, so this evaluation must be left to fhirpathpy."""
+
+
 def compile_fast(expression: str) -> Compiled:
     """Compile `expression`; raises Unsupported when it leaves the subset."""
     return _compile(parse(expression)["children"][0])
@@ -48,7 +56,26 @@ def _compile(node: dict[str, Any]) -> Compiled:
     compiler = _NODES.get(kind)
     if compiler is None:
         raise Unsupported(kind)
-    return compiler(node)
+    compiled = compiler(node)
+    if _constant(node):  # e.g. ('a' | 'b'): computed once
+        value = compiled([], {})
+        return lambda focus, resource: value
+    return compiled
+
+
+def _constant(node: dict[str, Any]) -> bool:
+    """Whether the node depends on neither the focus nor the resource."""
+    kind = node["type"]
+    if kind == "LiteralTerm":
+        return True
+    if kind in ("TermExpression", "ParenthesizedTerm", "UnionExpression", "AdditiveExpression"):
+        return all(_constant(child) for child in node["children"])
+    return False
+
+
+def _constant_value(node: dict[str, Any]) -> Collection | None:
+    """The value of a constant node, None when it is not constant."""
+    return _compile(node)([], {}) if _constant(node) else None
 
 
 def _operator(node: dict[str, Any]) -> str:
@@ -65,28 +92,49 @@ def _identifier(node: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------------ paths
 
 
-def _children(item: Any, name: str) -> Collection:
-    if not isinstance(item, dict):
-        return []
-    value = item.get(name)
-    if value is None:
-        if name[:1].isupper() and item.get("resourceType") == name:
-            return [item]
-        size = len(name)
-        value = next(
-            (v for k, v in item.items() if k.startswith(name) and k[size : size + 1].isupper()),
-            None,
-        )
-        if value is None:
-            return []
-    return value if isinstance(value, list) else [value]
+def _choice_keys() -> dict[str, tuple[str, ...]]:
+    """Choice element name → the JSON properties of its types (`value` → `valueCoding`, ...),
+    from the R4 model of fhirpathpy."""
+    keys: dict[str, list[str]] = {}
+    for path, types in models["r4"]["choiceTypePaths"].items():
+        name = path.rsplit(".", 1)[1]
+        keys.setdefault(name, []).extend(name + t[0].upper() + t[1:] for t in types)
+    return {name: tuple(dict.fromkeys(found)) for name, found in keys.items()}
+
+
+_CHOICE_KEYS = _choice_keys()
+
+
+def _absent(item: dict[str, Any], name: str) -> Any:
+    """What `name` finds when the item has no such property: the item itself when `name` is its
+    resource type (`Patient.identifier`), or the value of a choice element (`value` finds
+    `valueCoding`)."""
+    if name[:1].isupper() and item.get("resourceType") == name:
+        return item
+    for key in _CHOICE_KEYS.get(name, ()):
+        if (value := item.get(key)) is not None:
+            return value
+    return None
 
 
 def _member(node: dict[str, Any]) -> Compiled:
     name = _identifier(node)
+    shadow = f"_{name}"
 
     def member(focus: Collection, resource: dict[str, Any]) -> Collection:
-        return [v for item in focus for v in _children(item, name) if v is not None]
+        found: Collection = []
+        for item in focus:
+            if isinstance(item, dict):
+                if shadow in item:
+                    raise PrimitiveExtensions(shadow)
+                value = item.get(name)
+                if value is None:
+                    value = _absent(item, name)
+                if isinstance(value, list):
+                    found.extend(v for v in value if v is not None)
+                elif value is not None:
+                    found.append(value)
+        return found
 
     return member
 
@@ -150,16 +198,11 @@ def _boolean(collection: Collection) -> bool | None:
 
 
 def _logic(node: dict[str, Any]) -> Compiled:
+    """and, or, xor, implies with FHIRPath's three-valued logic (empty is unknown). Both operands
+    are evaluated, as fhirpathpy does: an operand that cannot be evaluated is an error even when
+    the other one decides."""
     left, right = (_compile(child) for child in node["children"])
-    table: dict[str, Callable[[bool | None, bool | None], bool | None]] = {
-        "and": lambda a, b: False if a is False or b is False else (True if a and b else None),
-        "or": lambda a, b: True if a or b else (False if a is False and b is False else None),
-        "xor": lambda a, b: None if a is None or b is None else a != b,
-        "implies": lambda a, b: (
-            True if a is False or b is True else (False if a is True and b is False else None)
-        ),
-    }
-    combine = table[_operator(node)]
+    combine = _LOGIC[_operator(node)]
 
     def logic(focus: Collection, resource: dict[str, Any]) -> Collection:
         result = combine(_boolean(left(focus, resource)), _boolean(right(focus, resource)))
@@ -168,8 +211,27 @@ def _logic(node: dict[str, Any]) -> Compiled:
     return logic
 
 
+def _and(a: bool | None, b: bool | None) -> bool | None:
+    return False if a is False or b is False else (True if a and b else None)
+
+
+def _or(a: bool | None, b: bool | None) -> bool | None:
+    return True if a or b else (False if a is False and b is False else None)
+
+
+def _xor(a: bool | None, b: bool | None) -> bool | None:
+    return None if a is None or b is None else a != b
+
+
+def _implies(a: bool | None, b: bool | None) -> bool | None:
+    return True if a is False or b is True else (False if a is True and b is False else None)
+
+
+_LOGIC = {"and": _and, "or": _or, "xor": _xor, "implies": _implies}
+
+
 def _same(a: Any, b: Any) -> bool:
-    return (type(a) is type(b) and a == b) or (_number(a) and _number(b) and a == b)
+    return a == b and (type(a) is type(b) or (_number(a) and _number(b)))
 
 
 def _number(value: Any) -> bool:
@@ -180,13 +242,27 @@ def _equality(node: dict[str, Any]) -> Compiled:
     operator = _operator(node)
     if operator not in ("=", "!="):
         raise Unsupported(operator)
-    left, right = (_compile(child) for child in node["children"])
+    left_node, right_node = node["children"]
+    left, right = _compile(left_node), _compile(right_node)
     negate = operator == "!="
+    constant = _constant_value(right_node)
+    if constant is not None and len(constant) == 1 and isinstance(constant[0], str):
+        text = constant[0]
+
+        def equals_text(focus: Collection, resource: dict[str, Any]) -> Collection:
+            a = left(focus, resource)
+            if not a:
+                return []
+            return [(len(a) == 1 and a[0] == text and isinstance(a[0], str)) != negate]
+
+        return equals_text
 
     def equality(focus: Collection, resource: dict[str, Any]) -> Collection:
         a, b = left(focus, resource), right(focus, resource)
         if not a or not b:
             return []
+        if len(a) == 1 and len(b) == 1:
+            return [_same(a[0], b[0]) != negate]
         equal = len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
         return [equal != negate]
 
@@ -194,17 +270,24 @@ def _equality(node: dict[str, Any]) -> Compiled:
 
 
 def _membership(node: dict[str, Any]) -> Compiled:
-    left, right = (_compile(child) for child in node["children"])
+    item_node, collection_node = node["children"]
     if _operator(node) == "contains":
-        left, right = right, left
+        item_node, collection_node = collection_node, item_node
+    left, right = _compile(item_node), _compile(collection_node)
+    constant = _constant_value(collection_node)
+    strings = (
+        frozenset(constant) if constant and all(isinstance(v, str) for v in constant) else None
+    )
 
     def membership(focus: Collection, resource: dict[str, Any]) -> Collection:
-        item, collection = left(focus, resource), right(focus, resource)
+        item = left(focus, resource)
         if not item:
             return []
         if len(item) > 1:
             raise FhirPathError("membership of more than one item")
-        return [any(_same(item[0], other) for other in collection)]
+        if strings is not None:
+            return [isinstance(item[0], str) and item[0] in strings]
+        return [any(_same(item[0], other) for other in right(focus, resource))]
 
     return membership
 

@@ -1,11 +1,11 @@
 """Profile invariants (ElementDefinition.constraint), compiled once and evaluated per element.
 
-An expression within the subset of `fhirpath.py` runs as compiled closures; any other runs on
-fhirpathpy with the R4 model, compiled once too. An invariant holds when its expression yields
-exactly `true`, as the HL7 validator reads it: false or empty is a violation, reported with the
-constraint's severity (a `warning` constraint never refuses a write). fhirpathpy shares no
-state between evaluations but the values of now() and today(), so concurrent writes may
-evaluate invariants at the same time.
+An expression within the subset of `fhirpath.py` runs as compiled closures, and on fhirpathpy
+(with the R4 model, compiled once too) when it is outside the subset or when an evaluation meets
+a primitive's extensions. An invariant holds when its expression yields exactly `true`, as the
+HL7 validator reads it: false or empty is a violation, reported with the constraint's severity
+(a `warning` constraint never refuses a write). fhirpathpy shares no state between evaluations
+but the values of now() and today(), so concurrent writes may evaluate invariants at once.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from fhirpathpy import compile as fhirpath_compile
 from fhirpathpy.models import models
 
-from fhir_server.validation.fhirpath import Unsupported, compile_fast
+from fhir_server.validation.fhirpath import PrimitiveExtensions, Unsupported, compile_fast
 from fhir_server.validation.report import Report
 
 Evaluate = Callable[[Any, dict[str, Any]], list[Any]]
@@ -44,17 +44,27 @@ class Invariant:
 
 def compile_invariant(constraint: dict[str, Any]) -> Invariant:
     expression = constraint["expression"]
+    slow = fhirpath_compile(expression, models["r4"])
+
+    def on_fhirpathpy(element: Any, resource: dict[str, Any]) -> list[Any]:
+        return slow(element, {"resource": resource, "rootResource": resource})
+
     try:
         fast = compile_fast(expression)
     except Unsupported:
-        slow = fhirpath_compile(expression, models["r4"])
-        evaluate: Evaluate = lambda element, resource: slow(  # noqa: E731
-            element, {"resource": resource, "rootResource": resource}
-        )
-        compiled = False
-    else:
-        evaluate = lambda element, resource: fast([element], resource)  # noqa: E731
-        compiled = True
+        return _invariant(constraint, on_fhirpathpy, compiled=False)
+
+    def fast_first(element: Any, resource: dict[str, Any]) -> list[Any]:
+        try:
+            return fast([element], resource)
+        except PrimitiveExtensions:
+            return on_fhirpathpy(element, resource)
+
+    return _invariant(constraint, fast_first, compiled=True)
+
+
+def _invariant(constraint: dict[str, Any], evaluate: Evaluate, compiled: bool) -> Invariant:
+    expression = constraint["expression"]
     return Invariant(
         key=constraint["key"],
         severity=constraint.get("severity", "error"),

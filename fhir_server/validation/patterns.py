@@ -8,7 +8,6 @@ every item of the pattern matched by some item of the instance.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 
@@ -36,11 +35,6 @@ def contains(value: Any, pattern: Any) -> bool:
         values = value if isinstance(value, list) else [value]
         return all(any(contains(item, part) for item in values) for part in pattern)
     return equals(value, pattern)
-
-
-def matcher(kind: str) -> Callable[[Any, Any], bool]:
-    """The comparison a fixed or a pattern value calls for."""
-    return equals if kind == "fixed" else contains
 
 
 def show(value: Any) -> str:

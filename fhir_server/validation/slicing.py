@@ -12,12 +12,11 @@ and the other discriminator types (type, profile, exists) are refused when the p
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fhir_server.validation.differential import Node
-from fhir_server.validation.patterns import fixed_or_pattern, matcher
+from fhir_server.validation.patterns import contains, equals, fixed_or_pattern
 from fhir_server.validation.report import Report
 
 if TYPE_CHECKING:
@@ -42,11 +41,23 @@ def values_at(item: Any, parts: tuple[str, ...]) -> list[Any]:
     return values
 
 
-def discriminator(
-    slice_node: Node, discriminator: dict[str, Any], label: str
-) -> Callable[[Any], bool]:
-    """The test an item must pass to belong to the slice, for one discriminator."""
-    kind, path = discriminator["type"], discriminator["path"]
+@dataclass(frozen=True, slots=True)
+class Discriminator:
+    """What an item must have at `parts` to belong to a slice: `value`, exactly (fixed) or by
+    containment (pattern)."""
+
+    parts: tuple[str, ...]
+    fixed: bool
+    value: Any
+
+    def test(self, item: Any) -> bool:
+        compare = equals if self.fixed else contains
+        return any(compare(found, self.value) for found in values_at(item, self.parts))
+
+
+def discriminator(slice_node: Node, spec: dict[str, Any], label: str) -> Discriminator:
+    """The discriminator of a slice, read from its definition."""
+    kind, path = spec["type"], spec["path"]
     if kind not in ("value", "pattern") or not _PATH.match(path):
         raise ValueError(f"{label}: discriminator {kind} {path!r} is not supported")
     parts = () if path == "$this" else tuple(path.split("."))
@@ -68,37 +79,55 @@ def discriminator(
         if not isinstance(value, dict):
             raise ValueError(f"{label}: cannot read {path!r} in the slice's {how} value")
         value = value.get(part)
-    compare = matcher(how)
-    return lambda item: any(compare(found, value) for found in values_at(item, parts))
+    return Discriminator(parts, how == "fixed", value)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Slice:
     rule: ElementRule
-    tests: tuple[Callable[[Any], bool], ...]
+    discriminators: tuple[Discriminator, ...]
 
     def matches(self, item: Any) -> bool:
-        return all(test(item) for test in self.tests)
+        return all(d.test(item) for d in self.discriminators)
 
 
-@dataclass(frozen=True, slots=True)
 class Slicing:
-    label: str
-    slices: tuple[Slice, ...]
-    closed: bool
+    """The slices of an element. When every slice is told by a fixed string at the same property
+    (an identifier's system, an extension's url: the common case), an item finds its slice by
+    one dictionary lookup."""
+
+    def __init__(self, label: str, slices: tuple[Slice, ...], closed: bool) -> None:
+        self.label = label
+        self.slices = slices
+        self.closed = closed
+        self._key: str | None = None
+        self._index: dict[str, int] = {}
+        shapes = {(d.parts, d.fixed) for s in slices for d in s.discriminators}
+        if len(shapes) == 1 and all(len(s.discriminators) == 1 for s in slices):
+            ((parts, fixed),) = shapes
+            values = [s.discriminators[0].value for s in slices]
+            if fixed and len(parts) == 1 and all(isinstance(v, str) for v in values):
+                self._key = parts[0]
+                for index, value in enumerate(values):
+                    self._index.setdefault(value, index)
+
+    def _slice_of(self, item: Any) -> int | None:
+        if self._key is not None and isinstance(item, dict):
+            found = item.get(self._key)
+            if not isinstance(found, list):
+                return self._index.get(found) if isinstance(found, str) else None
+        return next((i for i, s in enumerate(self.slices) if s.matches(item)), None)
 
     def apply(self, items: Items, where: str, report: Report) -> None:
         members: list[Items] = [[] for _ in self.slices]
         for value, location in items:
-            for index, candidate in enumerate(self.slices):
-                if candidate.matches(value):
-                    members[index].append((value, location))
-                    break
-            else:
-                if self.closed:
-                    report.add(
-                        "structure", f"{self.label}: matches no slice of a closed slicing", location
-                    )
+            index = self._slice_of(value)
+            if index is not None:
+                members[index].append((value, location))
+            elif self.closed:
+                report.add(
+                    "structure", f"{self.label}: matches no slice of a closed slicing", location
+                )
         for chosen, found in zip(self.slices, members, strict=True):
             chosen.rule.cardinality(len(found), where, report)
             chosen.rule.check_items(found, where, report)
