@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from fhir_server.engine.hooks import HookPoint
 from fhir_server.engine.interaction import Context, Interaction, Kind
+from fhir_server.engine.unit_of_work import Change, UnitOfWork
 from fhir_server.errors import FhirError
 from fhir_server.search.parameters import Registry
 from fhir_server.storage.schema import StateRow
@@ -24,7 +25,7 @@ from fhir_server.storage.schema import StateRow
 if TYPE_CHECKING:
     from fhir_server.server import Server
 
-READ_ONLY_TYPES = frozenset({"SearchParameter"})
+READ_ONLY_TYPES = frozenset({"SearchParameter", "StructureDefinition"})
 SOURCE = "conformance"
 _STATE_KEY = "conformance-fingerprint"
 _state = StateRow.__table__
@@ -74,34 +75,35 @@ def _base_resource(
     return resource
 
 
+def conformance_resources(server: Server) -> list[dict[str, Any]]:
+    """Everything the server ships to serve: search parameters, profiles, value sets, code
+    systems."""
+    validator = server.validation.validator
+    return [
+        *search_parameter_resources(server.search.registry),
+        *validator.structure_definitions(),
+        *validator.value_sets(),
+        *validator.code_systems(),
+    ]
+
+
 def load_conformance(server: Server) -> int:
     """Store the shipped conformance resources when they changed; returns how many were
     (re)written, 0 when the database already holds this exact set."""
-    resources = search_parameter_resources(server.search.registry)
+    resources = conformance_resources(server)
     fingerprint = hashlib.sha256(orjson.dumps(resources, option=orjson.OPT_SORT_KEYS)).hexdigest()
     with server.database.transaction(write=False) as conn:
         stored = conn.execute(select(_state.c.value).where(_state.c.key == _STATE_KEY)).scalar()
     if stored == fingerprint:
         return 0
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            {"resource": r, "request": {"method": "PUT", "url": f"SearchParameter/{r['id']}"}}
-            for r in resources
-        ],
-    }
     context = Context(source=SOURCE)
 
     def work(uow: Any) -> None:
-        for entry in bundle["entry"]:
+        for resource in resources:
             server.engine.run(
                 uow,
                 Interaction(
-                    Kind.UPDATE,
-                    "SearchParameter",
-                    entry["resource"]["id"],
-                    resource=entry["resource"],
+                    Kind.UPDATE, resource["resourceType"], resource["id"], resource=resource
                 ),
                 context,
             )
@@ -113,12 +115,30 @@ def load_conformance(server: Server) -> int:
 
 
 def refuse_changes(context: Context, interaction: Interaction) -> None:
-    """BEFORE_INTERACTION hook: the shipped conformance resources are read-only."""
+    """BEFORE_INTERACTION hook: search parameters and profiles are the server's own (a new one
+    would be stored but never enforced), so no door may write them."""
     if interaction.is_write and interaction.type in READ_ONLY_TYPES and context.source != SOURCE:
         raise FhirError.of(
             405, "not-supported", f"{interaction.type} resources are read-only on this server"
         )
 
 
+class ShippedResources:
+    """BEFORE_STORAGE hook: the value sets and code systems shipped in profiles/ cannot be
+    changed or deleted; other value sets and code systems are ordinary data."""
+
+    def __init__(self, server: Server) -> None:
+        self.keys = {(r["resourceType"], r["id"]) for r in conformance_resources(server)}
+
+    def __call__(self, context: Context, change: Change, _uow: UnitOfWork) -> None:
+        if (change.type, change.id) in self.keys and context.source != SOURCE:
+            raise FhirError.of(
+                405,
+                "not-supported",
+                f"{change.type}/{change.id} is shipped with the server and read-only",
+            )
+
+
 def install(server: Server) -> None:
     server.hooks.register(HookPoint.BEFORE_INTERACTION, refuse_changes)
+    server.hooks.register(HookPoint.BEFORE_STORAGE, ShippedResources(server))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fhir_server import conformance
 from fhir_server.engine.engine import Engine
 from fhir_server.engine.hooks import HookPoint, Hooks
+from fhir_server.operations import validate as validate_operation
 from fhir_server.operations.meta import META
 from fhir_server.outbox import OutboxConsumer, OutboxDispatcher, OutboxWorker
 from fhir_server.plugins import PLUGIN_GROUP, registrations
@@ -13,6 +14,7 @@ from fhir_server.search.service import Search
 from fhir_server.settings import Settings
 from fhir_server.storage.database import Database
 from fhir_server.storage.migrate import upgrade
+from fhir_server.validation import hook as validation_hook
 
 
 class Server:
@@ -27,6 +29,8 @@ class Server:
         self.search = Search(settings)
         self.engine = Engine(self.database, settings, self.search, self.hooks)
         self.engine.register_operation(META)
+        self.validation = validation_hook.install(self)
+        self.engine.register_operation(validate_operation.make(self.validation))
         self.consumers: list[OutboxConsumer] = []
         self.worker: OutboxWorker | None = None
         conformance.install(self)

@@ -32,6 +32,15 @@ class Settings(BaseSettings):
         default="Europe/Paris",
         description="Time zone of dates and times written without one (search, due dates).",
     )
+    required_profiles: str = Field(
+        default=(
+            "Patient=https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient,"
+            "Practitioner=https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-practitioner,"
+            "Organization=https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-organization"
+        ),
+        description="Profiles every write of a type must meet, besides its meta.profile: "
+        "comma-separated Type=canonical pairs (empty: none).",
+    )
     max_include: int = Field(default=1000, description="Most resources _include adds to a page.")
     db_pool_size: int = Field(default=10, description="Connections per worker (PostgreSQL).")
     outbox_in_process: bool = Field(

@@ -6,6 +6,18 @@ from typing import Any
 
 INS = "urn:oid:1.2.250.1.213.1.4.8"
 JSON = {"content-type": "application/fhir+json"}
+VALIDATED = {
+    "url": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability",
+    "extension": [
+        {
+            "url": "identityReliability",
+            "valueCoding": {
+                "system": "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0445",
+                "code": "VALI",
+            },
+        }
+    ],
+}
 
 
 def patient(
@@ -17,8 +29,9 @@ def patient(
         "gender": "female",
         "birthDate": "1948-03-12",
     }
-    if ins:
+    if ins:  # an INS is only used with a validated identity (FR Core)
         resource["identifier"] = [{"system": INS, "value": ins}]
+        resource["extension"] = [VALIDATED]
     resource.update(extra)
     return resource
 

@@ -17,7 +17,8 @@ from tests.rest.resources import JSON
 def loaded(live) -> Iterator[httpx.Client]:
     """Loaded once per database for the module (it takes seconds); the tests only read."""
     wipe(live.server)
-    assert load_conformance(live.server) == 1280 + 3  # R4 base parameters + the project's
+    # R4 base SearchParameters, the project's 3, and 10 profiles, 6 value sets, 4 code systems
+    assert load_conformance(live.server) == 1280 + 3 + 10 + 6 + 4
     assert load_conformance(live.server) == 0  # unchanged: nothing rewritten
     with httpx.Client(base_url=live.url, timeout=30) as client:
         yield client

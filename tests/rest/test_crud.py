@@ -6,7 +6,9 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
-from tests.rest.resources import INS, JSON, patient
+from tests.rest.resources import JSON, patient
+
+IPP = "urn:oid:1.2.250.1.999.1"
 
 
 def create(fhir: httpx.Client, resource: dict) -> httpx.Response:
@@ -258,8 +260,8 @@ def test_method_not_allowed_is_405(fhir: httpx.Client) -> None:
 def test_xml_in_and_out(fhir: httpx.Client) -> None:
     xml = (
         b'<Patient xmlns="http://hl7.org/fhir"><identifier><system value="'
-        + INS.encode()
-        + b'"/><value value="279035121518989"/></identifier><name><family value="Martin"/>'
+        + IPP.encode()  # a local identifier: an INS needs a validated identity
+        + b'"/><value value="IPP-4242"/></identifier><name><family value="Martin"/>'
         b'<given value="Z\xc3\xa9lie"/></name><birthDate value="1990-01-02"/></Patient>'
     )
     response = fhir.post(

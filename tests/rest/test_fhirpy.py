@@ -8,7 +8,7 @@ import pytest
 from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import ResourceNotFound
 
-from tests.rest.resources import INS
+from tests.rest.resources import INS, VALIDATED
 
 
 @pytest.fixture
@@ -21,6 +21,7 @@ def test_fhirpy_crud_and_history(client: SyncFHIRClient, live) -> None:
         "Patient",
         name=[{"family": "Lefèvre", "given": ["Anaïs"]}],
         identifier=[{"system": INS, "value": "279035121518989"}],
+        extension=[VALIDATED],
         gender="female",
     )
     patient.save()

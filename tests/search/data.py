@@ -17,6 +17,18 @@ from fhir_server.storage.schema import ResourceRow
 from tests.conftest import LiveServer, wipe
 
 INS = "urn:oid:1.2.250.1.213.1.4.8"
+VALIDATED = {
+    "url": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability",
+    "extension": [
+        {
+            "url": "identityReliability",
+            "valueCoding": {
+                "system": "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0445",
+                "code": "VALI",
+            },
+        }
+    ],
+}
 IPP = "https://hopital.example/fhir/ipp"
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 INS_TYPE = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203"
@@ -216,6 +228,12 @@ PATIENTS: list[dict[str, Any]] = [
         "address": [{"city": "LYON"}],
     },
 ]
+
+# An INS is only used with a validated identity (FR Core, required on every Patient).
+for _patient in PATIENTS:
+    if any(i.get("system") == INS for i in _patient.get("identifier", [])):
+        _patient.setdefault("extension", []).append(VALIDATED)
+
 
 PRACTITIONERS: list[dict[str, Any]] = [
     {
