@@ -15,8 +15,7 @@ PAGE = Path(__file__).parents[1] / "docs" / "performance.md"
 
 def _row(name: str, stats: dict, floor: dict | None) -> str:
     ratio = f"{stats['p95'] / floor['p95']:.2f}\u00d7" if floor else "floor"
-    return (f"| {name} | {stats['p50']:.2f} | {stats['p95']:.2f} | {stats['p99']:.2f} | "
-            f"{ratio} |")
+    return f"| {name} | {stats['p50']:.2f} | {stats['p95']:.2f} | {stats['p99']:.2f} | {ratio} |"
 
 
 def search_table() -> str:
@@ -37,8 +36,9 @@ def search_table() -> str:
             floor = latency[f"{query}_sql_floor"]
             lines += [
                 _row(f"{label}: hand-written SQL (floor)", floor, None),
-                _row(f"{label}: engine (parse, SQL, Bundle JSON)", latency[f"{query}_engine"],
-                     floor),
+                _row(
+                    f"{label}: engine (parse, SQL, Bundle JSON)", latency[f"{query}_engine"], floor
+                ),
                 _row(f"{label}: HTTP end to end", latency[f"{query}_http"], floor),
             ]
         lines.append("")
@@ -49,15 +49,47 @@ def plans() -> str:
     lines = []
     for path in sorted(RESULTS.glob("search-*.json")):
         report = json.loads(path.read_text())
-        for key, title in (("worklist_server_plan", "IDEL worklist, server's SQL"),
-                           ("worklist_floor_plan", "IDEL worklist, hand-written SQL"),
-                           ("ins_server_plan", "INS lookup, server's SQL")):
-            lines += [f"{title} ({report['database']}, {report['resources']:,} resources):",
-                      "", "```", *report["plans"][key], "```", ""]
+        for key, title in (
+            ("worklist_server_plan", "IDEL worklist, server's SQL"),
+            ("worklist_floor_plan", "IDEL worklist, hand-written SQL"),
+            ("ins_server_plan", "INS lookup, server's SQL"),
+        ):
+            lines += [
+                f"{title} ({report['database']}, {report['resources']:,} resources):",
+                "",
+                "```",
+                *report["plans"][key],
+                "```",
+                "",
+            ]
     return "\n".join(lines).rstrip()
 
 
-SECTIONS = {"search": search_table, "plans": plans}
+def validation_table() -> str:
+    path = RESULTS / "validation.json"
+    if not path.exists():
+        return (
+            "(not measured yet: `python -m bench.validation --json bench/results/validation.json`)"
+        )
+    report = json.loads(path.read_text())
+    lines = [
+        f"{report['iterations']} iterations, Python {report['python']}:",
+        "",
+        "| resource, profile | parse mean µs (p95) | validate mean µs (p95) | validate / parse |",
+        "|---|---|---|---|",
+    ]
+    for name in ("Patient", "Task"):
+        row = report[name]
+        profile = row["profile"].rsplit("/", 1)[1]
+        lines.append(
+            f"| {name}, {profile} | {row['parse']['mean_us']:.0f} ({row['parse']['p95_us']:.0f})"
+            f" | {row['validate']['mean_us']:.0f} ({row['validate']['p95_us']:.0f}) | "
+            f"{row['ratio_mean']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+SECTIONS = {"search": search_table, "plans": plans, "validation": validation_table}
 
 
 def render(page: str) -> str:
