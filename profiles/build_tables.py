@@ -16,6 +16,7 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 
 from fhir_server.model.elements import elements, model_class
+from fhir_server.model.fhirpath_text import split_union
 from profiles import TABLES_DIR
 
 ABSTRACT_TYPES = {"Resource", "DomainResource"}
@@ -43,23 +44,6 @@ def resource_types(definitions: Path) -> dict[str, Any]:
         "notModelled": sorted(c for c in concrete if not _modelled(c)),
         "reshapedInR4B": sorted(RESHAPED_IN_R4B),
     }
-
-
-def split_union(expression: str) -> list[str]:
-    """Split a FHIRPath expression at its top-level `|` operators."""
-    parts, depth, quoted, start = [], 0, False, 0
-    for index, char in enumerate(expression):
-        if char == "'" and (index == 0 or expression[index - 1] != "\\"):
-            quoted = not quoted
-        elif not quoted and char == "(":
-            depth += 1
-        elif not quoted and char == ")":
-            depth -= 1
-        elif not quoted and depth == 0 and char == "|":
-            parts.append(expression[start:index].strip())
-            start = index + 1
-    parts.append(expression[start:].strip())
-    return parts
 
 
 def _leading_type(part: str) -> str:

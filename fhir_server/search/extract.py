@@ -32,6 +32,7 @@ from functools import cache, lru_cache
 from typing import Any
 
 from fhir_server.model.elements import ModelClass, elements, model_class
+from fhir_server.model.fhirpath_text import split_top_level, split_union
 from fhir_server.model.registry import is_resource_type
 from fhir_server.search.normalize import (
     MAX_DATE,
@@ -51,7 +52,6 @@ from fhir_server.storage.schema import (
     TokenIndex,
     UriIndex,
 )
-from profiles.build_tables import split_union
 
 __all__ = [
     "composite_components",
@@ -246,24 +246,6 @@ def _matching_paren(text: str, start: int) -> int:
     raise _NotSimple(text)
 
 
-def _split_dots(text: str) -> list[str]:
-    parts, depth, quoted, start = [], 0, False, 0
-    for index, char in enumerate(text):
-        if char == "'" and (index == 0 or text[index - 1] != "\\"):
-            quoted = not quoted
-        elif quoted:
-            continue
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif char == "." and depth == 0:
-            parts.append(text[start:index].strip())
-            start = index + 1
-    parts.append(text[start:].strip())
-    return parts
-
-
 def _simple_paths(expression: str) -> list[str]:
     """The expression as a union of plain paths: top-level `|` split, `(a | b).c` distributed,
     redundant parentheses dropped."""
@@ -303,7 +285,7 @@ def _compile_path(text: str) -> _Path:
     match = _AS.fullmatch(text)
     if match is not None:
         text, tail = match.group(1), ("ofType", match.group(2))
-    parts = _split_dots(text)
+    parts = split_top_level(text, ".")
     from_root, type_filter = False, None
     if parts[0] == "%resource":
         from_root = True

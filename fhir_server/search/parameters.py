@@ -10,6 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from fhir_server.model.fhirpath_text import split_union
 from fhir_server.model.registry import resource_types
 from profiles import PROFILES_DIR, TABLES_DIR
 
@@ -75,8 +76,6 @@ class Registry:
 
 def _custom_row(resource: dict[str, Any]) -> dict[str, Any]:
     """A SearchParameter resource in the compact table's shape (one base per expression)."""
-    from profiles.build_tables import split_union
-
     expressions: dict[str, list[str]] = {}
     for part in split_union(resource["expression"]):
         owner = part.lstrip("(").split(".", 1)[0]
