@@ -15,20 +15,9 @@ from sqlalchemy import func, select
 
 from fhir_server.storage.schema import ResourceRow
 from tests.conftest import LiveServer, wipe
+from tests.rest.resources import VALIDATED
 
 INS = "urn:oid:1.2.250.1.213.1.4.8"
-VALIDATED = {
-    "url": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability",
-    "extension": [
-        {
-            "url": "identityReliability",
-            "valueCoding": {
-                "system": "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0445",
-                "code": "VALI",
-            },
-        }
-    ],
-}
 IPP = "https://hopital.example/fhir/ipp"
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 INS_TYPE = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203"
