@@ -69,7 +69,3 @@ def conflict(diagnostics: str) -> FhirError:
 
 def precondition_failed(diagnostics: str) -> FhirError:
     return FhirError.of(412, "conflict", diagnostics)
-
-
-def unprocessable(issues: list[Issue]) -> FhirError:
-    return FhirError(422, issues)

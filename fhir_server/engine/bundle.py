@@ -16,10 +16,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
+from fhir_server.engine.history import parse_since
 from fhir_server.engine.hooks import HookPoint
 from fhir_server.engine.interaction import Context, Interaction, Kind, Outcome, PatchFormat
 from fhir_server.engine.unit_of_work import UnitOfWork
-from fhir_server.engine.versioning import instant
+from fhir_server.engine.versioning import etag_version, instant
 from fhir_server.errors import FhirError, Issue, bad_request, operation_outcome
 from fhir_server.formats.json_format import loads
 from fhir_server.model.structure import check_resource
@@ -143,11 +144,9 @@ def _parse_entry(index: int, raw: dict[str, Any], bundle: Interaction) -> Entry:
     ix = _interaction_for(method, request["url"], where)
     ix.prefer_return = bundle.prefer_return
     ix.method = method
-    ix.if_match = _version_of(request.get("ifMatch"))
-    ix.if_none_match = _version_of(request.get("ifNoneMatch"))
+    ix.if_match = etag_version(request.get("ifMatch"))
+    ix.if_none_match = etag_version(request.get("ifNoneMatch"))
     if request.get("ifModifiedSince"):
-        from fhir_server.engine.history import parse_since
-
         ix.if_modified_since = parse_since(request["ifModifiedSince"])
     if request.get("ifNoneExist"):
         ix.if_none_exist = parse_qsl(request["ifNoneExist"].lstrip("?"), keep_blank_values=True)
@@ -225,12 +224,6 @@ def _patch_of(resource: Any, where: str) -> tuple[Any, PatchFormat]:
         "holding a JSON Patch",
         f"{where}.resource",
     )
-
-
-def _version_of(etag: str | None) -> str | None:
-    if etag is None:
-        return None
-    return etag.removeprefix("W/").strip('"')
 
 
 # -- references between entries -------------------------------------------------------------------

@@ -16,6 +16,9 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from fhir_server.capabilities import capability_statement
+from fhir_server.engine.bundle import process_bundle
+from fhir_server.engine.history import history_bundle
 from fhir_server.engine.hooks import HookPoint, Hooks
 from fhir_server.engine.interaction import Context, Interaction, Kind, Outcome, Params, PatchFormat
 from fhir_server.engine.unit_of_work import Change, UnitOfWork
@@ -86,8 +89,6 @@ class Engine:
     def execute(self, interaction: Interaction, context: Context) -> Outcome:
         """Run one interaction in its own database transaction, retrying write conflicts."""
         if interaction.kind in (Kind.BATCH, Kind.TRANSACTION):
-            from fhir_server.engine.bundle import process_bundle
-
             return process_bundle(self, interaction, context)
         self.hooks.run(HookPoint.BEFORE_INTERACTION, context, interaction)
         return self.in_transaction(
@@ -361,8 +362,6 @@ class Engine:
     # -- the rest --------------------------------------------------------------------------------
 
     def history(self, uow: UnitOfWork, ix: Interaction, ctx: Context) -> Outcome:
-        from fhir_server.engine.history import history_bundle
-
         return Outcome(200, resource=history_bundle(self, uow, ix, ctx))
 
     def search_interaction(self, uow: UnitOfWork, ix: Interaction, ctx: Context) -> Outcome:
@@ -385,8 +384,6 @@ class Engine:
         return operation.run(self, uow, ix, ctx)
 
     def capabilities_interaction(self, _uow: UnitOfWork, _ix: Interaction, ctx: Context) -> Outcome:
-        from fhir_server.capabilities import capability_statement
-
         return Outcome(200, resource=capability_statement(self, ctx))
 
 

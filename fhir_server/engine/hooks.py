@@ -36,9 +36,6 @@ class Hooks:
         self._hooks[point].append(hook)
         return hook
 
-    def unregister(self, point: HookPoint, hook: Hook) -> None:
-        self._hooks[point].remove(hook)
-
     def run(self, point: HookPoint, *args: Any) -> None:
         for hook in self._hooks.get(point, ()):
             hook(*args)

@@ -85,10 +85,7 @@ class Context:
     """Who asks and from where: read by hooks (authorisation, audit), set by the door."""
 
     base_url: str = "http://localhost:8080"
-    principal: Any = None
-    request_id: str | None = None
     source: str = "rest"  # rest, transaction, hl7v2, cda, mssante, pathway, ...
-    attributes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -46,3 +46,8 @@ def content_hash(resource: dict[str, Any]) -> bytes:
         if meta:
             resource["meta"] = meta
     return hashlib.sha256(dumps(resource, sort_keys=True)).digest()
+
+
+def etag_version(etag: str | None) -> str | None:
+    """The version id of an ETag (`W/"3"` → "3"), as If-Match/If-None-Match carry it."""
+    return etag.strip().removeprefix("W/").strip('"') if etag else None

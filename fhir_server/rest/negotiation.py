@@ -12,6 +12,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from fhir_server.engine.interaction import Outcome, Return
+from fhir_server.engine.versioning import etag_version
 from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.formats.json_format import dumps, loads
 from fhir_server.formats.xml_format import parse_xml, to_xml
@@ -121,13 +122,11 @@ def prefer_strict(request: Request) -> bool:
 
 def if_match(request: Request) -> str | None:
     """The version id of an `If-Match: W/"3"` header."""
-    value = request.headers.get("if-match")
-    return value.strip().removeprefix("W/").strip('"') if value else None
+    return etag_version(request.headers.get("if-match"))
 
 
 def if_none_match(request: Request) -> str | None:
-    value = request.headers.get("if-none-match")
-    return value.strip().removeprefix("W/").strip('"') if value else None
+    return etag_version(request.headers.get("if-none-match"))
 
 
 def if_modified_since(request: Request) -> datetime | None:

@@ -28,10 +28,7 @@ async def _execute(request: Request, interaction: Interaction) -> Response:
     interaction.prefer_return = prefer
     interaction.strict = n.prefer_strict(request)
     server = request.app.state.server
-    context = Context(
-        base_url=n.base_url(request), source="rest", request_id=request.headers.get("x-request-id")
-    )
-    request.state.context = context
+    context = Context(base_url=n.base_url(request), source="rest")
     outcome = await run_in_threadpool(server.engine.execute, interaction, context)
     # Prefer shapes the response of a write; a batch or transaction applies it to its entries.
     return n.render(
@@ -39,8 +36,12 @@ async def _execute(request: Request, interaction: Interaction) -> Response:
     )
 
 
+async def _body(request: Request) -> bytes:
+    return await n.read_body(request, request.app.state.server.settings.max_body_bytes)
+
+
 async def _resource_body(request: Request) -> dict:
-    body = await n.read_body(request, request.app.state.server.settings.max_body_bytes)
+    body = await _body(request)
     resource = n.parse_body(body, request.headers.get("content-type"))
     if not isinstance(resource, dict):
         raise bad_request("The body must be a FHIR resource (a JSON object)")
@@ -84,7 +85,7 @@ async def history_type(request: Request, type: str) -> Response:
 @router.post("/{type}/_search")
 async def search_post(request: Request, type: str) -> Response:
     """POST search: criteria from the form body and the URL together (search.html#Introduction)."""
-    body = await n.read_body(request, request.app.state.server.settings.max_body_bytes)
+    body = await _body(request)
     if n.media_type(request.headers.get("content-type", "")) != "application/x-www-form-urlencoded":
         raise FhirError.of(
             415, "not-supported", "POST _search takes application/x-www-form-urlencoded"
@@ -127,7 +128,7 @@ async def _operation(request: Request, type: str | None, id: str | None, name: s
         raise FhirError.of(
             405, "not-supported", f"{request.method} is not allowed on {request.url.path}"
         )
-    body = await n.read_body(request, request.app.state.server.settings.max_body_bytes)
+    body = await _body(request)
     resource = n.parse_body(body, request.headers.get("content-type")) if body.strip() else None
     if request.method == "GET" and resource is not None:
         raise bad_request("GET operations take their parameters from the URL")
@@ -248,7 +249,7 @@ async def patch(request: Request, type: str, id: str) -> Response:
 
 
 async def _patch_interaction(request: Request, type: str, id: str | None) -> Interaction:
-    body = await n.read_body(request, request.app.state.server.settings.max_body_bytes)
+    body = await _body(request)
     content_type = request.headers.get("content-type")
     document = n.parse_body(body, content_type, allow_json_patch=True)
     if n.media_type(content_type or "") == n.JSON_PATCH:

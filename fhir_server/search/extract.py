@@ -73,7 +73,6 @@ _MAX_NUMBER = Decimal(10) ** 26
 QUANTITY_TYPES = frozenset(
     {"Quantity", "Age", "Count", "Distance", "Duration", "SimpleQuantity", "MoneyQuantity"}
 )
-DATE_TYPES = frozenset({"date", "dateTime", "instant"})
 URI_TYPES = frozenset({"uri", "url", "canonical", "oid", "uuid"})
 
 # A value found by an expression: (JSON value, FHIR type code, model of a complex value).
