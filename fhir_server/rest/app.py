@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhir_server import __version__
 from fhir_server.errors import FhirError
+from fhir_server.plugins import ROUTES_GROUP, registrations
 from fhir_server.rest.negotiation import error_response
 from fhir_server.rest.routes import router
 from fhir_server.server import Server
@@ -51,6 +52,8 @@ def create_app(settings: Settings | None = None, server: Server | None = None) -
     app.add_middleware(AccessLog)
     app.state.server = server
     app.include_router(router)
+    for register in registrations(ROUTES_GROUP):
+        register(app)
 
     @app.exception_handler(FhirError)
     async def fhir_error(request: Request, exc: FhirError) -> Response:
