@@ -89,7 +89,44 @@ def validation_table() -> str:
     return "\n".join(lines)
 
 
-SECTIONS = {"search": search_table, "plans": plans, "validation": validation_table}
+def crud_table(folder: Path = RESULTS) -> str:
+    lines = []
+    for path in sorted(folder.glob("crud-*.json")):
+        report = json.loads(path.read_text())
+        lines += [
+            f"**{report['database']}, {report['scale']}** ({report['cores']} cores, "
+            f"{report['concurrency']} requests in flight, peak memory of the server worker "
+            f"{report['server_peak_memory_mb']} MB):",
+            "",
+            "| scenario | floor req/s | server req/s | server / floor | goal | "
+            "server p50 / p95 / p99 ms | floor p95 ms |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, row in report["scenarios"].items():
+            server, floor = row["server"], row["floor"]
+            goal = report["goals"].get(name)
+            verdict = (
+                f"≥ {goal['goal']} {'reached' if goal['reached'] else 'not reached'}"
+                if goal
+                else ""
+            )
+            latency = server["latency_ms"]
+            lines.append(
+                f"| {name} | {floor['throughput_per_s']:,.0f} | {server['throughput_per_s']:,.0f}"
+                f" | {row['ratio']['throughput']:.2f} | {verdict} | {latency['p50']:.1f} / "
+                f"{latency['p95']:.1f} / {latency['p99']:.1f} | "
+                f"{floor['latency_ms']['p95']:.1f} |"
+            )
+        lines.append("")
+    return "\n".join(lines).rstrip() or "(not measured yet: `python -m bench.run`)"
+
+
+SECTIONS = {
+    "crud": crud_table,
+    "search": search_table,
+    "plans": plans,
+    "validation": validation_table,
+}
 
 
 def render(page: str) -> str:

@@ -16,16 +16,9 @@ the database work alone). The query plans of the server's SQL and of the floor a
 from __future__ import annotations
 
 import json
-import os
-import platform
 import random
-import socket
-import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,12 +26,12 @@ import typer
 from sqlalchemy import event
 
 from bench.generate import INS, Generator, ins, parse_scale, practitioner_id
+from bench.measure import RESULTS, machine, percentiles, start_http, stop
 from fhir_server.engine.interaction import Context, Interaction, Kind
 from fhir_server.formats.json_format import dumps
 from fhir_server.server import Server
 from fhir_server.settings import Settings
 
-RESULTS = Path(__file__).parent / "results"
 OPEN = ("requested", "accepted", "in-progress")
 
 WORKLIST_SQL = """
@@ -70,18 +63,6 @@ WHERE t.type = 'Patient' AND t.param = 'identifier' AND t.system = :system AND t
 """
 
 
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    cut = statistics.quantiles(ordered, n=100, method="inclusive")
-    return {
-        "p50": round(cut[49], 3),
-        "p95": round(cut[94], 3),
-        "p99": round(cut[98], 3),
-        "mean": round(statistics.fmean(ordered), 3),
-        "n": len(ordered),
-    }
-
-
 def interleaved(
     paths: dict[str, Callable[[Any], Any]], arguments: list[Any]
 ) -> dict[str, list[float]]:
@@ -99,32 +80,6 @@ def interleaved(
             paths[name](argument)
             samples[name].append((time.perf_counter() - start) * 1000)
     return samples
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_http(database_url: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "FHIR_MIGRATE_ON_START": "false"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fhir_server", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{base}/metadata", timeout=5).status_code == 200:
-                return process, base
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("server did not start")
 
 
 def worklist_params(owner: str) -> list[tuple[str, str]]:
@@ -241,8 +196,7 @@ def run_benchmark(database_url: str, scale_text: str, requests: int, seed: int) 
                 {"ins_sql_floor": sql_ins, "ins_engine": engine_ins, "ins_http": http_ins}, patients
             )
     finally:
-        process.terminate()
-        process.wait(30)
+        stop(process)
     results: dict[str, Any] = {
         name: percentiles(samples) for name, samples in {**worklist, **lookup}.items()
     }
@@ -266,9 +220,7 @@ def run_benchmark(database_url: str, scale_text: str, requests: int, seed: int) 
         "scale": scale_text,
         "resources": sum(counts.values()),
         "resources_by_type": counts,
-        "cores": os.cpu_count(),
-        "machine": platform.platform(),
-        "python": platform.python_version(),
+        **machine(),
         "requests": requests,
         "latency_ms": results,
         "ratios_p95": {

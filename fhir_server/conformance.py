@@ -1,6 +1,8 @@
 """Conformance resources the server ships (profiles/): stored as ordinary resources at start-up
 so that they can be read and searched like any other (`GET /SearchParameter?base=Task`), and
-served read-only: no door may change them.
+served read-only: no door may change them. The OperationDefinitions of `profiles/
+operation-definitions/` describe the operations whose parameters are the project's own; the
+CapabilityStatement points at them (`Operation.definition`).
 
 The base R4 SearchParameters are rebuilt from the compact table (the full definitions stay in
 the official package); the project's own are shipped as authored. A fingerprint of the whole set
@@ -21,11 +23,13 @@ from fhir_server.engine.unit_of_work import Change, UnitOfWork
 from fhir_server.errors import FhirError
 from fhir_server.search.parameters import Registry
 from fhir_server.storage.schema import StateRow
+from fhir_server.validation.structure_definitions import load_folder
+from profiles import PROFILES_DIR
 
 if TYPE_CHECKING:
     from fhir_server.server import Server
 
-READ_ONLY_TYPES = frozenset({"SearchParameter", "StructureDefinition"})
+READ_ONLY_TYPES = frozenset({"OperationDefinition", "SearchParameter", "StructureDefinition"})
 SOURCE = "conformance"
 _STATE_KEY = "conformance-fingerprint"
 _state = StateRow.__table__
@@ -75,15 +79,21 @@ def _base_resource(
     return resource
 
 
+def operation_definitions() -> list[dict[str, Any]]:
+    """The OperationDefinitions shipped in profiles/ (operations with parameters of their own)."""
+    return load_folder(PROFILES_DIR / "operation-definitions", "OperationDefinition")
+
+
 def conformance_resources(server: Server) -> list[dict[str, Any]]:
     """Everything the server ships to serve: search parameters, profiles, value sets, code
-    systems."""
+    systems, operation definitions."""
     validator = server.validation.validator
     return [
         *search_parameter_resources(server.search.registry),
         *validator.structure_definitions(),
         *validator.value_sets(),
         *validator.code_systems(),
+        *operation_definitions(),
     ]
 
 
@@ -115,8 +125,9 @@ def load_conformance(server: Server) -> int:
 
 
 def refuse_changes(context: Context, interaction: Interaction) -> None:
-    """BEFORE_INTERACTION hook: search parameters and profiles are the server's own (a new one
-    would be stored but never enforced), so no door may write them."""
+    """BEFORE_INTERACTION hook: search parameters, profiles and operation definitions are the
+    server's own (a new one would be stored but never enforced or implemented), so no door may
+    write them."""
     if interaction.is_write and interaction.type in READ_ONLY_TYPES and context.source != SOURCE:
         raise FhirError.of(
             405, "not-supported", f"{interaction.type} resources are read-only on this server"

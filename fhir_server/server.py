@@ -3,6 +3,10 @@ once per process and shared by every door (HTTP, MLLP, workers)."""
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
+
 from fhir_server import conformance
 from fhir_server.engine.engine import Engine
 from fhir_server.engine.hooks import HookPoint, Hooks
@@ -15,6 +19,37 @@ from fhir_server.settings import Settings
 from fhir_server.storage.database import Database
 from fhir_server.storage.migrate import upgrade
 from fhir_server.validation import hook as validation_hook
+
+log = logging.getLogger(__name__)
+
+
+class PeriodicJob:
+    """Work a plugin runs every `interval` seconds in a background thread (a deadline sweep,
+    for instance), from when the server starts its outbox worker until it closes."""
+
+    def __init__(self, name: str, interval: float, run: Callable[[], object]) -> None:
+        self.name = name
+        self.interval = interval
+        self.run = run
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def start(self) -> None:
+        if not (self.thread.is_alive() or self.stopping.is_set()):
+            self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.run()
+            except Exception:  # the next round retries; only the kind of failure is logged
+                log.exception("periodic job %s failed", self.name)
+            self.stopping.wait(self.interval)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.thread.is_alive():
+            self.thread.join(30)
 
 
 class Server:
@@ -33,6 +68,7 @@ class Server:
         self.engine.register_operation(validate_operation.make(self.validation))
         self.consumers: list[OutboxConsumer] = []
         self.worker: OutboxWorker | None = None
+        self.periodic_jobs: list[PeriodicJob] = []
         conformance.install(self)
         if load_conformance:
             conformance.load_conformance(self)
@@ -48,16 +84,26 @@ class Server:
     def dispatcher(self) -> OutboxDispatcher:
         return OutboxDispatcher(self.engine, self.consumers)
 
+    def add_periodic_job(self, name: str, interval: float, run: Callable[[], object]) -> None:
+        """Run `run` every `interval` seconds once the background work starts
+        (`start_outbox_worker`: the API process of the embedded default, or a worker)."""
+        self.periodic_jobs.append(PeriodicJob(name, interval, run))
+
     def start_outbox_worker(self) -> None:
-        """Dispatch outbox events in a background thread, woken after each commit."""
+        """Dispatch outbox events in a background thread, woken after each commit, and start
+        the periodic jobs."""
         if self.worker is None and self.consumers:
             self.worker = OutboxWorker(self.dispatcher())
             self.hooks.register(
                 HookPoint.AFTER_COMMIT, lambda _ctx, _changes: self.worker.wake.set()
             )
             self.worker.start()
+        for job in self.periodic_jobs:
+            job.start()
 
     def close(self) -> None:
+        for job in self.periodic_jobs:
+            job.stop()
         if self.worker is not None:
             self.worker.stop()
         self.database.dispose()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import uuid
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -29,21 +30,6 @@ if TYPE_CHECKING:
     from fhir_server.engine.engine import Engine
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
-_REASONS = {
-    200: "OK",
-    201: "Created",
-    204: "No Content",
-    304: "Not Modified",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    409: "Conflict",
-    410: "Gone",
-    412: "Precondition Failed",
-    422: "Unprocessable Entity",
-}
 
 
 @dataclass
@@ -312,7 +298,7 @@ def _conditional_reference(
 
 
 def _status_line(status: int) -> str:
-    return f"{status} {_REASONS.get(status, '')}".strip()
+    return f"{status} {HTTPStatus(status).phrase}"
 
 
 def _response_entry(outcome: Outcome, entry: Entry, ctx: Context) -> dict[str, Any]:

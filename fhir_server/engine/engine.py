@@ -205,7 +205,9 @@ class Engine:
             raise bad_request(f"{id_!r} is not a valid FHIR id", f"{ix.type}.id")
         current = uow.repository.current(ix.type, id_, for_update=True)
         _check_if_match(current, ix.if_match, ix.type, id_)
-        return self.store(uow, ctx, "update", ix.type, id_, resource, current, "PUT")
+        return self.store(
+            uow, ctx, "update", ix.type, id_, resource, current, "PUT", if_match=ix.if_match
+        )
 
     def patch(self, uow: UnitOfWork, ix: Interaction, ctx: Context) -> Outcome:
         id_ = ix.id or self.single_match(uow, ix.type, ix.params, "conditional patch")
@@ -225,7 +227,18 @@ class Engine:
             check_resource(after, ix.type)
         except FhirError as exc:  # the request was well formed, its result is not
             raise FhirError(422, exc.issues) from None
-        return self.store(uow, ctx, "patch", ix.type, id_, after, current, "PATCH", previous=before)
+        return self.store(
+            uow,
+            ctx,
+            "patch",
+            ix.type,
+            id_,
+            after,
+            current,
+            "PATCH",
+            previous=before,
+            if_match=ix.if_match,
+        )
 
     def delete(self, uow: UnitOfWork, ix: Interaction, ctx: Context) -> Outcome:
         if ix.id is None:  # conditional delete
@@ -242,7 +255,15 @@ class Engine:
         when = now()
         version = current.version + 1
         change = Change(
-            "delete", ix.type, id_, version, when, None, current.version, uow.repository
+            "delete",
+            ix.type,
+            id_,
+            version,
+            when,
+            None,
+            current.version,
+            uow.repository,
+            if_match=ix.if_match,
         )
         self.hooks.run(HookPoint.BEFORE_STORAGE, ctx, change, uow)
         if not uow.repository.advance(current, version, when, True, None):
@@ -270,6 +291,7 @@ class Engine:
         current: Current | None,
         method: str,
         previous: dict[str, Any] | None = None,
+        if_match: str | None = None,
     ) -> Outcome:
         """Write the next version of a resource, or nothing when its content is unchanged."""
         exists = current is not None and not current.deleted
@@ -289,6 +311,7 @@ class Engine:
             stamped,
             current.version if exists else None,
             uow.repository,
+            if_match=if_match,
         )
         if previous is not None:
             change.__dict__["previous"] = previous
@@ -380,6 +403,11 @@ class Engine:
             where = f"on {ix.type}" if ix.type else "at the system level"
             raise FhirError.of(
                 405, "not-supported", f"${operation.name} cannot be invoked {where} ({level} level)"
+            )
+        if operation.affects_state and ix.method == "GET":
+            # R4 operations.html: an operation that changes data is invoked with POST only.
+            raise FhirError.of(
+                405, "not-supported", f"${operation.name} changes data: invoke it with POST"
             )
         return operation.run(self, uow, ix, ctx)
 

@@ -26,6 +26,8 @@ class Change:
     resource: dict[str, Any] | None  # the new content; None for a delete
     previous_version: int | None = None
     repository: Repository | None = field(default=None, repr=False, compare=False)
+    # The version the request's If-Match named: the write was conditional on it.
+    if_match: str | None = None
 
     @cached_property
     def previous(self) -> dict[str, Any] | None:

@@ -138,7 +138,7 @@ def _parse_operation(entry: Any) -> _Operation:
     return _Operation(
         kind,
         path,
-        _expression(path),
+        strict_expression(path),
         name=_string(parts, "name") if "name" in parts else None,
         value=_value(parts["value"]) if "value" in parts else None,
         index=_integer(parts, "index") if "index" in parts else None,
@@ -215,7 +215,7 @@ class _RaiseOnSyntaxError(ErrorListener):
         raise _Malformed(f"invalid FHIRPath (column {column + 1}): {msg}")
 
 
-def _expression(path: str) -> str:
+def strict_expression(path: str) -> str:
     """The path as fhirpathpy should evaluate it, refused if it is not FHIRPath.
 
     fhirpathpy's parser recovers from syntax errors silently (`Patient..birthDate` selects

@@ -213,3 +213,25 @@ class OutboxRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     done_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     __table_args__ = (Index(None, "consumer", "done_at", "available_at"),)
+
+
+class InboundMessageRow(Base):
+    """One message a door received (HL7 v2, MSSanté, ...), kept raw with the response it got
+    and its outcome: a message sent again under the same control id is answered from here
+    without running twice, and the journal serves replay and audit until its retention ends.
+    `control_id` is NULL when the message carried none (kept, but never matched)."""
+
+    __tablename__ = "inbound_message"
+    pk: Mapped[int] = mapped_column(PrimaryKey, primary_key=True, autoincrement=True)
+    door: Mapped[str] = mapped_column(String(32))
+    sender: Mapped[str] = mapped_column(String(255))
+    control_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    message_type: Mapped[str] = mapped_column(String(64))
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    response: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16))  # accepted, error or rejected
+    __table_args__ = (
+        UniqueConstraint("door", "sender", "control_id"),
+        Index(None, "door", "received_at"),
+    )

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from fhir_server.conformance import load_conformance
+from profiles import PROFILES_DIR
 from tests.conftest import wipe
 from tests.rest.resources import JSON
 
@@ -17,8 +18,9 @@ from tests.rest.resources import JSON
 def loaded(live) -> Iterator[httpx.Client]:
     """Loaded once per database for the module (it takes seconds); the tests only read."""
     wipe(live.server)
-    # R4 base SearchParameters, the project's 3, and 10 profiles, 6 value sets, 4 code systems
-    assert load_conformance(live.server) == 1280 + 3 + 10 + 6 + 4
+    # R4 base SearchParameters, and every resource of profiles/: the project's search
+    # parameters, profiles, value sets, code systems and operation definitions
+    assert load_conformance(live.server) == 1280 + len(list(PROFILES_DIR.glob("*-*/*.json")))
     assert load_conformance(live.server) == 0  # unchanged: nothing rewritten
     with httpx.Client(base_url=live.url, timeout=30) as client:
         yield client

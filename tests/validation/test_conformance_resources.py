@@ -21,6 +21,7 @@ FOLDERS = {
     "structure-definitions": "StructureDefinition",
     "value-sets": "ValueSet",
     "code-systems": "CodeSystem",
+    "operation-definitions": "OperationDefinition",
 }
 FILES = sorted(p for folder in FOLDERS for p in (PROFILES_DIR / folder).glob("*.json"))
 CANONICALS = {
@@ -33,6 +34,8 @@ CANONICALS = {
         f"{CPTS}/StructureDefinition/pathway",
         f"{CPTS}/StructureDefinition/pathway-careplan",
         f"{CPTS}/StructureDefinition/pathway-task",
+        f"{CPTS}/StructureDefinition/pathway-step",
+        f"{CPTS}/StructureDefinition/funding-source",
         f"{CPTS}/StructureDefinition/renewal-medicationrequest",
         f"{CPTS}/StructureDefinition/discharge-documentreference",
     },
@@ -43,12 +46,22 @@ CANONICALS = {
         f"{CPTS}/ValueSet/pathway",
         f"{CPTS}/ValueSet/pathway-task-status",
         f"{CPTS}/ValueSet/pathway-document-type",
+        f"{CPTS}/ValueSet/funding-source",
     },
     "CodeSystem": {
         f"{FR}/CodeSystem/fr-core-cs-v2-0445",
         f"{FR}/CodeSystem/fr-core-cs-mode-validation-identity",
         f"{FR}/CodeSystem/fr-core-cs-v2-0203",
         f"{CPTS}/CodeSystem/pathway",
+        f"{CPTS}/CodeSystem/pathway-step",
+        f"{CPTS}/CodeSystem/care-role",
+        f"{CPTS}/CodeSystem/task-business-status",
+        f"{CPTS}/CodeSystem/funding-source",
+        f"{CPTS}/CodeSystem/pathway-indicator",
+    },
+    "OperationDefinition": {
+        f"{CPTS}/OperationDefinition/PlanDefinition-apply",
+        f"{CPTS}/OperationDefinition/Measure-evaluate-measure",
     },
 }
 
@@ -84,7 +97,9 @@ def test_validator_serves_copies_of_what_it_ships(validator: Validator) -> None:
         "ValueSet": validator.value_sets(),
         "CodeSystem": validator.code_systems(),
     }
-    assert {kind: {r["url"] for r in resources} for kind, resources in served.items()} == CANONICALS
+    assert {kind: {r["url"] for r in resources} for kind, resources in served.items()} == {
+        kind: urls for kind, urls in CANONICALS.items() if kind in served
+    }
     served["StructureDefinition"][0]["differential"]["element"].clear()
     assert validator.structure_definitions()[0]["differential"]["element"]
 
@@ -111,6 +126,7 @@ def test_value_sets_expand_to_their_codes() -> None:
         "neurodevelopment",
     }
     assert codes[f"{CPTS}/ValueSet/pathway-document-type"] == {"11490-0", "75468-9"}
+    assert codes[f"{CPTS}/ValueSet/funding-source"] == {"pco-forfait", "cpts-aid"}
     base_task_status = value_sets.expansion("http://hl7.org/fhir/ValueSet/task-status").codes
     assert codes[f"{CPTS}/ValueSet/pathway-task-status"] == base_task_status - {"ready"}
     assert codes[f"{FR}/ValueSet/fr-core-vs-patient-gender-INS"] == {"male", "female", "unknown"}

@@ -108,7 +108,7 @@ EXPECTED: dict[str, list[tuple[str, str, str, str]]] = {
         ("error", "structure", "Task.basedOn[0]", "a reference to ServiceRequest"),
         ("error", "code-invalid", "Task.status", "pathway-task-status"),
         ("error", "value", "Task.intent", 'must be "order"'),
-        ("error", "structure", "Task.owner", "a reference to Patient"),
+        ("error", "structure", "Task.owner", "a reference to Device"),
         ("error", "required", "Task.restriction", "minimum 1"),
     ],
     "pathway-task/invalid-pathway-and-deadline": [

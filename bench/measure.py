@@ -1,0 +1,99 @@
+"""What every benchmark shares: percentiles, free ports, and server processes started the way
+users start them (`python -m fhir_server serve`, uvicorn for the floor), so that a figure
+includes the real HTTP stack."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    cut = statistics.quantiles(ordered, n=100, method="inclusive")
+    return {
+        "p50": round(cut[49], 3),
+        "p95": round(cut[94], 3),
+        "p99": round(cut[98], 3),
+        "mean": round(statistics.fmean(ordered), 3),
+        "n": len(ordered),
+    }
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cores": os.cpu_count(),
+        "machine": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_process(
+    command: list[str], ready_path: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str]:
+    """Start an HTTP server process whose command takes `{port}`, and wait until `ready_path`
+    answers 200; returns the process and its base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [part.format(port=port) for part in command],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        if process.poll() is not None:
+            raise RuntimeError(f"{command[2]} exited with {process.returncode}")
+        try:
+            if httpx.get(f"{base}{ready_path}", timeout=5).status_code == 200:
+                return process, base
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"{command[2]} did not start")
+
+
+def start_http(database_url: str) -> tuple[subprocess.Popen, str]:
+    """The FHIR server, one worker process, on an existing database."""
+    return start_process(
+        [sys.executable, "-m", "fhir_server", "serve", "--port", "{port}"],
+        "/metadata",
+        {"DATABASE_URL": database_url, "FHIR_MIGRATE_ON_START": "false"},
+    )
+
+
+def peak_memory_mb(process: subprocess.Popen) -> float | None:
+    """The peak resident memory of a process (VmHWM), where /proc tells it."""
+    try:
+        status = Path(f"/proc/{process.pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()

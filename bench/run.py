@@ -1,0 +1,96 @@
+"""One command for every benchmark: load a CPTS at a scale (once: the database is kept and
+reused), run each scenario against its floor on SQLite and, given a URL, PostgreSQL, write
+`bench/results/*.json` and the tables of docs/performance.md.
+
+    python -m bench.run --scale 100k --postgres-url postgresql+psycopg://.../bench100k
+    python -m bench.run --quick            # 1k resources, small samples: under 2 minutes
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+from sqlalchemy import text
+
+from bench import crud, report, search_latency
+from bench.generate import parse_scale
+from bench.load import load
+from bench.measure import RESULTS
+from fhir_server.server import Server
+from fhir_server.settings import Settings
+
+DATA = Path(__file__).parent / "data"
+
+
+def prepare(database_url: str, scale: str) -> dict[str, Any] | None:
+    """Load the CPTS unless the database already holds it (its patients are there: the
+    benchmarks only add to them); returns the load figures, or None when it was there. A
+    database holding other patients is refused."""
+    server = Server(Settings(database_url=database_url), load_plugins=False)
+    try:
+        with server.database.transaction(write=False) as conn:
+            patients = conn.execute(
+                text("SELECT count(*) FROM resource WHERE type = 'Patient'")
+            ).scalar()
+        wanted = parse_scale(scale).patients
+        if patients >= wanted:
+            return None
+        if patients:
+            raise typer.BadParameter(
+                f"{database_url} holds {patients:,} patients, not a {scale} CPTS: use an empty one"
+            )
+        return load(server, parse_scale(scale))
+    finally:
+        server.close()
+
+
+def _write(folder: Path, name: str, result: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(json.dumps(result, indent=1, ensure_ascii=False, default=str) + "\n")
+
+
+def main(
+    scale: str = typer.Option("100k", help="1k, 100k, 1m: resources in the CPTS."),
+    postgres_url: str = typer.Option(
+        None, help="An empty PostgreSQL database to load (kept for the next run)."
+    ),
+    data_dir: Path = typer.Option(DATA, help="Where the SQLite databases are kept."),
+    quick: bool = typer.Option(False, help="1k resources and small samples (under 2 minutes)."),
+    concurrency: int = typer.Option(8, help="Requests in flight for the throughput scenarios."),
+) -> None:
+    if quick:
+        scale = "1k"
+    count, queries = (300, 100) if quick else (2000, 300)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    databases = {"sqlite": f"sqlite:///{data_dir / f'{scale}.db'}"}
+    if postgres_url:
+        databases["postgresql"] = postgres_url
+    steps: dict[str, Callable[[str, str], dict[str, Any]]] = {
+        "search": lambda url, db: search_latency.run_benchmark(url, scale, queries, seed=7),
+        "crud": lambda url, db: crud.run_benchmark(url, scale, count, concurrency, seed=11),
+    }
+    # Quick runs are for everyday checks: their figures stay out of the published results.
+    folder = RESULTS / "quick" if quick else RESULTS
+    for database, url in databases.items():
+        started = time.perf_counter()
+        loaded = prepare(url, scale)
+        if loaded:
+            typer.echo(f"{database}: loaded {loaded}")
+        for name, step in steps.items():
+            typer.echo(f"{database}: {name}...")
+            _write(folder, f"{name}-{database}-{scale}.json", step(url, database))
+        typer.echo(f"{database}: done in {time.perf_counter() - started:.0f} s")
+    if quick:
+        typer.echo(report.crud_table(folder))
+        return
+    report.PAGE.write_text(report.render(report.PAGE.read_text()))
+    typer.echo(f"results in {RESULTS}, tables in {report.PAGE}")
+
+
+if __name__ == "__main__":
+    typer.run(main)
