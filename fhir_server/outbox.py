@@ -44,9 +44,12 @@ class OutboxEvent:
 
 
 class OutboxConsumer(Protocol):
-    """After-commit work: `handle` runs inside the unit of work that marks the event done."""
+    """After-commit work: `handle` runs inside the unit of work that marks the event done.
+    `resource_types` are the types whose changes it handles (None: every type): no outbox row
+    is written for the others, so a consumer of Encounters costs nothing to a Patient create."""
 
     name: str
+    resource_types: frozenset[str] | None
 
     def handle(self, event: OutboxEvent, uow: UnitOfWork, context: Context) -> None: ...
 

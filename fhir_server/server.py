@@ -10,6 +10,8 @@ from collections.abc import Callable
 from fhir_server import conformance
 from fhir_server.engine.engine import Engine
 from fhir_server.engine.hooks import HookPoint, Hooks
+from fhir_server.engine.interaction import Context
+from fhir_server.engine.unit_of_work import Change
 from fhir_server.operations import validate as validate_operation
 from fhir_server.operations.meta import META
 from fhir_server.outbox import OutboxConsumer, OutboxDispatcher, OutboxWorker
@@ -77,9 +79,10 @@ class Server:
                 register(self)
 
     def add_outbox_consumer(self, consumer: OutboxConsumer) -> None:
-        """Every change committed from now on is queued for `consumer` in the outbox."""
+        """Every change committed from now on to a resource of the consumer's types is queued
+        for it in the outbox."""
         self.consumers.append(consumer)
-        self.engine.outbox_consumers.append(consumer.name)
+        self.engine.outbox_consumers.append((consumer.name, consumer.resource_types))
 
     def dispatcher(self) -> OutboxDispatcher:
         return OutboxDispatcher(self.engine, self.consumers)
@@ -90,13 +93,18 @@ class Server:
         self.periodic_jobs.append(PeriodicJob(name, interval, run))
 
     def start_outbox_worker(self) -> None:
-        """Dispatch outbox events in a background thread, woken after each commit, and start
-        the periodic jobs."""
+        """Dispatch outbox events in a background thread, woken after each commit that queued
+        some (it polls too, for events of other processes and retries), and start the periodic
+        jobs."""
         if self.worker is None and self.consumers:
-            self.worker = OutboxWorker(self.dispatcher())
-            self.hooks.register(
-                HookPoint.AFTER_COMMIT, lambda _ctx, _changes: self.worker.wake.set()
-            )
+            worker = self.worker = OutboxWorker(self.dispatcher())
+            handled = [consumer.resource_types for consumer in self.consumers]
+
+            def wake(_context: Context, changes: list[Change]) -> None:
+                if any(t is None or c.type in t for c in changes for t in handled):
+                    worker.wake.set()
+
+            self.hooks.register(HookPoint.AFTER_COMMIT, wake)
             self.worker.start()
         for job in self.periodic_jobs:
             job.start()

@@ -81,6 +81,7 @@ class Progression:
     """The `pathway-progression` outbox consumer."""
 
     name = NAME
+    resource_types = frozenset({"Task"})
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

@@ -241,6 +241,9 @@ class PathwayTriggers:
     def __init__(self, engine: Engine, rules: Rules) -> None:
         self.engine = engine
         self.rules = rules
+        # Outbox rows are written for the types the rules read only.
+        self.resource_types = frozenset(rules.by_type)
+        self.resource_types = frozenset(rules.by_type)
         self.opposed: Counter[str] = Counter()  # rules not run because the patient opposes
 
     def handle(self, event: OutboxEvent, uow: UnitOfWork, context: Context) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -75,13 +75,14 @@ class Engine:
         settings: Settings,
         search: SearchService,
         hooks: Hooks | None = None,
-        outbox_consumers: Sequence[str] = (),
     ) -> None:
         self.database = database
         self.settings = settings
         self.search = search
         self.hooks = hooks or Hooks()
-        self.outbox_consumers = list(outbox_consumers)
+        # (consumer name, the resource types it handles or None for all): who gets an outbox
+        # row for each change.
+        self.outbox_consumers: list[tuple[str, frozenset[str] | None]] = []
         self.operations: dict[str, Operation] = {}
 
     # -- entry points ----------------------------------------------------------------------------
@@ -356,7 +357,8 @@ class Engine:
                     "attempts": 0,
                     "available_at": change.last_updated,
                 }
-                for consumer in self.outbox_consumers
+                for consumer, types in self.outbox_consumers
+                if types is None or change.type in types
             ]
         )
 

@@ -66,6 +66,7 @@ class Recorder:
 
     def __init__(self, server: Server, fail_times: int = 0) -> None:
         self.name = "recorder"
+        self.resource_types: frozenset[str] | None = None
         self.server = server
         self.events: list[OutboxEvent] = []
         self.fail_times = fail_times
@@ -154,6 +155,24 @@ def test_outbox_is_written_with_the_change_and_consumed_once(engine_server: Serv
     assert recorder.events[0].resource_id == created["id"]
     assert dispatcher.run_once() == 0  # nothing is handled twice
     assert [row[-1] for row in outbox_rows(engine_server)] == [True, True]
+
+
+def test_a_consumer_gets_rows_only_for_the_types_it_handles(engine_server: Server) -> None:
+    recorder = Recorder(engine_server)
+    recorder.resource_types = frozenset({"Flag"})
+    engine_server.add_outbox_consumer(recorder)
+    create(engine_server, patient())
+    assert outbox_rows(engine_server) == []  # no row for a Patient
+    create(
+        engine_server,
+        {
+            "resourceType": "Flag",
+            "status": "active",
+            "code": {"text": "x"},
+            "subject": {"reference": "Patient/p"},
+        },
+    )
+    assert [row[2] for row in outbox_rows(engine_server)] == ["Flag"]
 
 
 def test_failed_consumer_rolls_back_its_writes_and_retries(engine_server: Server) -> None:
