@@ -40,25 +40,21 @@ from fhir_server.formats.json_format import loads
 from fhir_server.server import Server
 from fhir_server.settings import Settings
 from fhir_server.storage.schema import DateIndex, OutboxRow, ResourceRow, TokenIndex, VersionRow
-from pathways.deadlines import (
+from pathways.canonical import (
+    BASE,
     BUSINESS_STATUS_SYSTEM,
-    CONTEXT,
-    OPEN_STATUSES,
     PATHWAY_EXTENSION,
     PATHWAY_SYSTEM,
     ROLE_SYSTEM,
+    STEP_EXTENSION,
     TASK_IDENTIFIER,
-    late_tasks,
-    search_page,
-    sweep,
 )
-from pathways.lifecycle import CANONICAL
+from pathways.deadlines import CONTEXT, OPEN_STATUSES, late_tasks, search_page, sweep
 from pathways.timing import PARIS, fhir_datetime
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=PARIS)
 PATHWAYS = ["heart-failure", "hospital-discharge", "osteoporosis", "neurodevelopment"]
 ROLES = ["gp", "idel", "pharmacist", "idel", "cardiologist"]
-STEP_EXTENSION = f"{CANONICAL}/StructureDefinition/pathway-step"
 LOAD = Context(source="bench-load")
 FLOOR = Context(source="bench-floor")
 
@@ -109,7 +105,7 @@ class Cpts:
             "resourceType": "CarePlan",
             "id": plan_id,
             "extension": [{"url": PATHWAY_EXTENSION, "valueCoding": coding}],
-            "identifier": [{"system": f"{CANONICAL}/sid/pathway-careplan", "value": key}],
+            "identifier": [{"system": f"{BASE}/sid/pathway-careplan", "value": key}],
             "status": "active",
             "intent": "plan",
             "category": [{"coding": [coding]}],
@@ -139,7 +135,7 @@ class Cpts:
                     },
                 ],
                 "identifier": [{"system": TASK_IDENTIFIER, "value": f"{key}|step-{k}|1"}],
-                "instantiatesCanonical": f"{CANONICAL}/ActivityDefinition/{pathway}-step-{k}",
+                "instantiatesCanonical": f"{BASE}/ActivityDefinition/{pathway}-step-{k}",
                 "basedOn": [{"reference": f"CarePlan/{plan_id}"}],
                 "status": status,
                 "intent": "order",

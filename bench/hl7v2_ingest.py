@@ -246,10 +246,7 @@ def ingest(database_url: str, stays: list[list[bytes]]) -> dict[str, Any]:
     }
 
 
-def main(
-    database_url: str = typer.Option(..., help="An empty database (SQLite or PostgreSQL)."),
-    messages: int = typer.Option(2000, help="Messages to send (4 per stay)."),
-) -> None:
+def run_benchmark(database_url: str, messages: int) -> dict[str, Any]:
     stays = [stay(number) for number in range(max(1, messages // 4))]
     sent = [raw for s in stays for raw in s]
     parse = floor(sent)
@@ -273,6 +270,15 @@ def main(
             "reached": ratio <= GOAL,
         },
     }
+    return report
+
+
+def main(
+    database_url: str = typer.Option(..., help="An empty database (SQLite or PostgreSQL)."),
+    messages: int = typer.Option(2000, help="Messages to send (4 per stay)."),
+) -> None:
+    report = run_benchmark(database_url, messages)
+    backend = report["database"]
     path = RESULTS / f"hl7v2-ingest-{backend}.json"
     Path(path).write_text(json.dumps(report, indent=1) + "\n")
     typer.echo(json.dumps(report["ratio"]))

@@ -34,8 +34,8 @@ from bench.measure import RESULTS, machine, percentiles, start_process, stop
 from fhir_server.engine.interaction import Context, Interaction, Kind
 from fhir_server.server import Server
 from fhir_server.settings import Settings
+from pathways.canonical import BASE
 
-CPTS = "https://cpts-fhir.org/fhir"
 JSON = {"content-type": "application/fhir+json"}
 PREFIX = f"apply-{uuid.uuid4().hex[:8]}-"  # ids of this run's patients, stays and teams
 TEAM_ROLES = ("gp", "idel", "pharmacist", "cardiologist", "coordinator")
@@ -95,7 +95,7 @@ def _record(generator: Generator, n: int, members: dict[str, str]) -> list[dict[
             "subject": subject,
             "participant": [
                 {
-                    "role": [{"coding": [{"system": f"{CPTS}/CodeSystem/care-role", "code": r}]}],
+                    "role": [{"coding": [{"system": f"{BASE}/CodeSystem/care-role", "code": r}]}],
                     "member": {"reference": f"Practitioner/{members[r]}"},
                 }
                 for r in TEAM_ROLES
@@ -161,10 +161,7 @@ def floor_bundle(template: str, n: int) -> bytes:
     return text.replace(f"-{0:07d}", f"-{n:07d}").encode()  # patient, stay, team
 
 
-def main(
-    database_url: str = typer.Option(..., help="SQLite or PostgreSQL URL (kept for reruns)."),
-    calls: int = typer.Option(200, help="Calls of each path."),
-) -> None:
+def run_benchmark(database_url: str, calls: int) -> dict[str, Any]:
     database = "postgresql" if database_url.startswith("postgresql") else "sqlite"
     prepare(database_url, 2 * calls + 1)
     process, base = start_process(
@@ -212,8 +209,16 @@ def main(
         "p50_ratio": round(latency["apply"]["p50"] / latency["transaction_floor"]["p50"], 2),
         "p95_ratio": round(latency["apply"]["p95"] / latency["transaction_floor"]["p95"], 2),
     }
+    return result
+
+
+def main(
+    database_url: str = typer.Option(..., help="SQLite or PostgreSQL URL (kept for reruns)."),
+    calls: int = typer.Option(200, help="Calls of each path."),
+) -> None:
+    result = run_benchmark(database_url, calls)
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"pathway-apply-{database}.json"
+    path = RESULTS / f"pathway-apply-{result['database']}.json"
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
 

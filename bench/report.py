@@ -11,6 +11,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 PAGE = Path(__file__).parents[1] / "docs" / "performance.md"
+TIMES = "\u00d7"
 
 
 def _row(name: str, stats: dict, floor: dict | None) -> str:
@@ -121,8 +122,52 @@ def crud_table(folder: Path = RESULTS) -> str:
     return "\n".join(lines).rstrip() or "(not measured yet: `python -m bench.run`)"
 
 
+def scenarios_table(folder: Path = RESULTS) -> str:
+    """$apply, HL7 v2 ingest and the deadline sweep, one row per database and scale."""
+    lines = [
+        "| scenario | database, scale | figure | floor | ratio to floor | goal |",
+        "|---|---|---|---|---|---|",
+    ]
+    for path in sorted(folder.glob("pathway-apply-*-*.json")):
+        r = json.loads(path.read_text())
+        apply, floor = r["latency_ms"]["apply"], r["latency_ms"]["transaction_floor"]
+        lines.append(
+            f"| `$apply` heart failure ({r['resources_per_call']} resources) | {_where(path)} | "
+            f"p50 {apply['p50']:.1f} / p95 {apply['p95']:.1f} ms | transaction of the same "
+            f"resources: p95 {floor['p95']:.1f} ms | {r['p95_ratio']:.2f}{TIMES} (p95) | |"
+        )
+    for path in sorted(folder.glob("hl7v2-ingest-*-*.json")):
+        r = json.loads(path.read_text())
+        ratio = r["ratio"]
+        lines.append(
+            f"| HL7 v2 ingest, {r['connections']} MLLP connections | {_where(path)} | "
+            f"{r['ingest_mllp']['throughput_per_s']:.1f} msg/s, "
+            f"{ratio['door_ms_per_message']:.1f} ms/message | hl7apy parse "
+            f"{ratio['parse_ms_per_message']:.1f} ms/message | "
+            f"{ratio['door_over_parse']:.2f}{TIMES} | "
+            f"≤ {ratio['goal']}{TIMES} {'reached' if ratio['reached'] else 'not reached'} |"
+        )
+    for path in sorted(folder.glob("deadline-sweep-*-*.json")):
+        r = json.loads(path.read_text())
+        sweep = r["sweep"]
+        lines.append(
+            f"| deadline sweep, {r['open_tasks']:,} open tasks, {sweep['counts']['late']:,} late"
+            f" | {_where(path)} | {sweep['seconds']:.1f} s ({sweep['late_per_second']:.0f} late "
+            f"tasks/s); idle sweep {r['idle_sweep']['seconds']:.2f} s | SQL select + plain "
+            f"writes {r['floor']['total_s']:.1f} s | {r['ratio_sweep_vs_floor']:.2f}{TIMES} | |"
+        )
+    return "\n".join(lines)
+
+
+def _where(path: Path) -> str:
+    """`sqlite, 100k` from `name-sqlite-100k.json`."""
+    database, scale = path.stem.rsplit("-", 2)[1:]
+    return f"{database}, {scale}"
+
+
 SECTIONS = {
     "crud": crud_table,
+    "scenarios": scenarios_table,
     "search": search_table,
     "plans": plans,
     "validation": validation_table,

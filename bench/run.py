@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
-from bench import crud, report, search_latency
+from bench import crud, deadline_sweep, hl7v2_ingest, pathway_apply, report, search_latency
 from bench.generate import parse_scale
 from bench.load import load
 from bench.measure import RESULTS
@@ -49,6 +50,25 @@ def prepare(database_url: str, scale: str) -> dict[str, Any] | None:
         server.close()
 
 
+def empty_database(url: str) -> str:
+    """A fresh database beside `url` for the benchmarks that change or need an empty one
+    (HL7 v2 ingest, deadline sweep): `<name>-side.db` on SQLite, `<name>_side` on PostgreSQL
+    (the user of the URL creates it)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = Path(parsed.database).with_name(Path(parsed.database).stem + "-side.db")
+        for leftover in path.parent.glob(path.name + "*"):
+            leftover.unlink()
+        return f"sqlite:///{path}"
+    side = f"{parsed.database}_side"
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{side}"'))
+        conn.execute(text(f'CREATE DATABASE "{side}"'))
+    admin.dispose()
+    return parsed.set(database=side).render_as_string(hide_password=False)
+
+
 def _write(folder: Path, name: str, result: dict[str, Any]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_text(json.dumps(result, indent=1, ensure_ascii=False, default=str) + "\n")
@@ -65,7 +85,9 @@ def main(
 ) -> None:
     if quick:
         scale = "1k"
-    count, queries = (300, 100) if quick else (2000, 300)
+    count, queries, applies, messages, patients = (
+        (300, 100, 30, 200, 200) if quick else (2000, 300, 200, 2000, 10_000)
+    )
     data_dir.mkdir(parents=True, exist_ok=True)
     databases = {"sqlite": f"sqlite:///{data_dir / f'{scale}.db'}"}
     if postgres_url:
@@ -73,6 +95,11 @@ def main(
     steps: dict[str, Callable[[str, str], dict[str, Any]]] = {
         "search": lambda url, db: search_latency.run_benchmark(url, scale, queries, seed=7),
         "crud": lambda url, db: crud.run_benchmark(url, scale, count, concurrency, seed=11),
+        "pathway-apply": lambda url, db: pathway_apply.run_benchmark(url, applies),
+        "hl7v2-ingest": lambda url, db: hl7v2_ingest.run_benchmark(empty_database(url), messages),
+        "deadline-sweep": lambda url, db: deadline_sweep.run_benchmark(
+            empty_database(url), patients, late_share=0.1, batch=50, seed=5
+        ),
     }
     # Quick runs are for everyday checks: their figures stay out of the published results.
     folder = RESULTS / "quick" if quick else RESULTS
@@ -86,7 +113,7 @@ def main(
             _write(folder, f"{name}-{database}-{scale}.json", step(url, database))
         typer.echo(f"{database}: done in {time.perf_counter() - started:.0f} s")
     if quick:
-        typer.echo(report.crud_table(folder))
+        typer.echo(report.crud_table(folder) + "\n\n" + report.scenarios_table(folder))
         return
     report.PAGE.write_text(report.render(report.PAGE.read_text()))
     typer.echo(f"results in {RESULTS}, tables in {report.PAGE}")

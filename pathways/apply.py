@@ -25,20 +25,24 @@ from fhir_server.formats.json_format import loads
 from fhir_server.operations import Operation
 from fhir_server.search.normalize import date_range
 from fhir_server.server import Server
-from pathways.catalogue import CPTS, ROLE_SYSTEM, SOURCE, Step, fhirpath, read_steps
+from pathways.canonical import (
+    BASE,
+    CAREPLAN_IDENTIFIER,
+    CAREPLAN_PROFILE,
+    FUNDING_EXTENSION,
+    PATHWAY_EXTENSION,
+    ROLE_SYSTEM,
+    STEP_EXTENSION,
+    TASK_IDENTIFIER,
+    TASK_PROFILE,
+)
+from pathways.catalogue import SOURCE, Step, fhirpath, read_steps
 from pathways.deadlines import read, search, token_escape
 from pathways.timing import PARIS, due_date, fhir_datetime
 
 if TYPE_CHECKING:
     from fhir_server.engine.engine import Engine
 
-CAREPLAN_SYSTEM = f"{CPTS}/sid/pathway-careplan"
-TASK_SYSTEM = f"{CPTS}/sid/pathway-task"
-PATHWAY_URL = f"{CPTS}/StructureDefinition/pathway"
-STEP_URL = f"{CPTS}/StructureDefinition/pathway-step"
-FUNDING_URL = f"{CPTS}/StructureDefinition/funding-source"
-CAREPLAN_PROFILE = f"{CPTS}/StructureDefinition/pathway-careplan"
-TASK_PROFILE = f"{CPTS}/StructureDefinition/pathway-task"
 # Who may own a pathway Task (profile pathway-task) as a care-team member.
 _OWNER_TYPES = frozenset({"Practitioner", "PractitionerRole", "Organization", "CareTeam"})
 # Parameters of the R4 operation this server accepts and does not use (user and setting).
@@ -83,7 +87,7 @@ def run(engine: Engine, uow: UnitOfWork, ix: Interaction, ctx: Context) -> Outco
     _target(engine, uow, context, "organization", request.organization)
     trigger = request.trigger or _encounter_end(encounter) or now()
     key = f"{plan['id']}|{request.subject}|{request.encounter or fhir_datetime(trigger)}"
-    identifier = f"{CAREPLAN_SYSTEM}|{token_escape(key)}"
+    identifier = f"{CAREPLAN_IDENTIFIER}|{token_escape(key)}"
     existing = engine.matches(uow, "CarePlan", [("identifier", identifier)], "$apply")
     if existing:
         return engine.run(uow, Interaction(Kind.READ, "CarePlan", existing[0]), context)
@@ -111,7 +115,7 @@ def run(engine: Engine, uow: UnitOfWork, ix: Interaction, ctx: Context) -> Outco
 
 APPLY = Operation(
     name="apply",
-    definition=f"{CPTS}/OperationDefinition/PlanDefinition-apply",
+    definition=f"{BASE}/OperationDefinition/PlanDefinition-apply",
     run=run,
     instance=True,
     resource_types=frozenset({"PlanDefinition"}),
@@ -339,15 +343,17 @@ class _Planner:
             {"url": "required", "valueBoolean": step.required},
             {"url": "occurrence", "valueInteger": occurrence},
         ]
-        extensions = [self.pathway_extension(), {"url": STEP_URL, "extension": rules}]
+        extensions = [self.pathway_extension(), {"url": STEP_EXTENSION, "extension": rules}]
         if step.funding:
-            extensions.append({"url": FUNDING_URL, "valueCoding": step.funding})
+            extensions.append({"url": FUNDING_EXTENSION, "valueCoding": step.funding})
         task: dict[str, Any] = {
             "resourceType": "Task",
             "id": str(uuid.uuid4()),
             "meta": {"profile": [TASK_PROFILE]},
             "extension": extensions,
-            "identifier": [{"system": TASK_SYSTEM, "value": f"{self.key}|{step.id}|{occurrence}"}],
+            "identifier": [
+                {"system": TASK_IDENTIFIER, "value": f"{self.key}|{step.id}|{occurrence}"}
+            ],
             "instantiatesCanonical": step.definition,
             "basedOn": [{"reference": f"CarePlan/{self.careplan_id}"}],
             "status": "draft" if waits_for else "requested",
@@ -402,7 +408,7 @@ class _Planner:
             "id": self.careplan_id,
             "meta": {"profile": [CAREPLAN_PROFILE]},
             "extension": [self.pathway_extension()],
-            "identifier": [{"system": CAREPLAN_SYSTEM, "value": self.key}],
+            "identifier": [{"system": CAREPLAN_IDENTIFIER, "value": self.key}],
             "instantiatesCanonical": [
                 f"{plan['url']}|{plan['version']}" if plan.get("version") else plan["url"]
             ],
@@ -424,8 +430,8 @@ class _Planner:
         return careplan
 
     def pathway_extension(self) -> dict[str, Any]:
-        coding = {"system": f"{CPTS}/CodeSystem/pathway", "code": self.plan["id"]}
-        return {"url": PATHWAY_URL, "valueCoding": coding}
+        coding = {"system": f"{BASE}/CodeSystem/pathway", "code": self.plan["id"]}
+        return {"url": PATHWAY_EXTENSION, "valueCoding": coding}
 
     def encounter_reference(self) -> dict[str, Any]:
         if self.request.encounter is None:

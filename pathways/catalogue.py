@@ -32,16 +32,17 @@ from fhir_server.errors import FhirError, Issue
 from fhir_server.formats.json_format import loads
 from fhir_server.patch.fhirpath_patch import strict_expression as strict_fhirpath
 from fhir_server.server import Server
+from pathways.canonical import (
+    FUNDING_EXTENSION,
+    FUNDING_SYSTEM,
+    PLAN_PREFIX,
+    ROLE_SYSTEM,
+    STEP_SYSTEM,
+)
 from pathways.timing import PARIS, DurationError, due_date
 from profiles import PROFILES_DIR
 
 DEFINITIONS_DIR = Path(__file__).with_name("definitions")
-CPTS = "https://cpts-fhir.org/fhir"
-PLAN_PREFIX = f"{CPTS}/PlanDefinition/"
-STEP_SYSTEM = f"{CPTS}/CodeSystem/pathway-step"
-ROLE_SYSTEM = f"{CPTS}/CodeSystem/care-role"
-FUNDING_URL = f"{CPTS}/StructureDefinition/funding-source"
-FUNDING_SYSTEM = f"{CPTS}/CodeSystem/funding-source"
 UCUM = "http://unitsofmeasure.org"
 SOURCE = "pathway"
 # What a step condition may read besides FHIRPath's own %resource, %context, %ucum...
@@ -236,7 +237,7 @@ def _funding(
     action: dict[str, Any], id_: str, where: str, issues: list[Issue]
 ) -> dict[str, Any] | None:
     """The default funding source of the step's Task: one code of /CodeSystem/funding-source."""
-    sources = [e for e in action.get("extension", []) if e.get("url") == FUNDING_URL]
+    sources = [e for e in action.get("extension", []) if e.get("url") == FUNDING_EXTENSION]
     if not sources:
         return None
     coding = sources[0].get("valueCoding") or {}

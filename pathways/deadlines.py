@@ -35,17 +35,18 @@ from fhir_server.engine.unit_of_work import UnitOfWork
 from fhir_server.errors import FhirError
 from fhir_server.formats.json_format import dumps, loads
 from fhir_server.server import Server
-from pathways.lifecycle import CANONICAL
+from pathways.canonical import (
+    BUSINESS_STATUS_SYSTEM,
+    COORDINATION_SYSTEM,
+    PATHWAY_EXTENSION,
+    PATHWAY_SYSTEM,
+    ROLE_SYSTEM,
+    TASK_IDENTIFIER,
+)
 from pathways.timing import fhir_datetime
 
 log = logging.getLogger(__name__)
 
-PATHWAY_EXTENSION = f"{CANONICAL}/StructureDefinition/pathway"
-PATHWAY_SYSTEM = f"{CANONICAL}/CodeSystem/pathway"
-ROLE_SYSTEM = f"{CANONICAL}/CodeSystem/care-role"
-BUSINESS_STATUS_SYSTEM = f"{CANONICAL}/CodeSystem/task-business-status"
-TASK_IDENTIFIER = f"{CANONICAL}/sid/pathway-task"
-COORDINATION_SYSTEM = f"{CANONICAL}/CodeSystem/coordination-task"
 OPEN_STATUSES = ("requested", "received", "accepted", "in-progress")
 COORDINATOR = "coordinator"
 CONTEXT = Context(source="pathway-deadlines")

@@ -20,11 +20,9 @@ from fhir_server.engine.unit_of_work import Change, UnitOfWork
 from fhir_server.errors import FhirError
 from fhir_server.formats.json_format import loads
 from fhir_server.server import Server
-from pathways.catalogue import CPTS as CANONICAL
-from pathways.catalogue import FUNDING_URL, STEP_SYSTEM
+from pathways.canonical import FUNDING_EXTENSION, FUNDING_SYSTEM, STEP_SYSTEM
 from pathways.timing import fhir_datetime
 
-FUNDING_SYSTEM = f"{CANONICAL}/CodeSystem/funding-source"
 TND_ASSESSMENT = "neurodevelopment.*assessment*"
 
 # The R4 Task state machine, exactly as R4 draws it (task.html#statemachine): status -> the
@@ -193,7 +191,7 @@ def check_funding(task: dict[str, Any]) -> None:
     codings = [
         extension.get("valueCoding") or {}
         for extension in task.get("extension", [])
-        if extension.get("url") == FUNDING_URL
+        if extension.get("url") == FUNDING_EXTENSION
     ]
     if (
         len(codings) != 1
@@ -203,7 +201,7 @@ def check_funding(task: dict[str, Any]) -> None:
         raise business_rule(
             422,
             f"A neurodevelopment assessment is completed with exactly one funding source "
-            f"(extension {FUNDING_URL}, a code of {FUNDING_SYSTEM}), not {len(codings)}",
+            f"(extension {FUNDING_EXTENSION}, a code of {FUNDING_SYSTEM}), not {len(codings)}",
             "Task.extension",
         )
 

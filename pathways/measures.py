@@ -29,15 +29,13 @@ from fhir_server.formats.json_format import dumps, loads
 from fhir_server.operations import Operation
 from fhir_server.search.normalize import date_range
 from fhir_server.server import Server
+from pathways.canonical import BASE, PATHWAY_SYSTEM, STEP_SYSTEM
 from pathways.timing import fhir_datetime
 
 if TYPE_CHECKING:
     from fhir_server.engine.engine import Engine
 
-BASE = "https://cpts-fhir.org/fhir"
 DEFINITION = f"{BASE}/OperationDefinition/Measure-evaluate-measure"
-PATHWAY_SYSTEM = f"{BASE}/CodeSystem/pathway"
-STEP_SYSTEM = f"{BASE}/CodeSystem/pathway-step"
 INDICATOR_SYSTEM = f"{BASE}/CodeSystem/pathway-indicator"
 POPULATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/measure-population"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"

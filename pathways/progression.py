@@ -25,7 +25,7 @@ from fhir_server.formats.json_format import loads
 from fhir_server.outbox import OutboxEvent
 from fhir_server.search.normalize import date_range
 from fhir_server.server import Server
-from pathways.apply import STEP_URL
+from pathways.canonical import STEP_EXTENSION
 from pathways.lifecycle import ENTERED_IN_ERROR
 from pathways.timing import PARIS, due_date, fhir_datetime
 
@@ -40,7 +40,7 @@ def step(task: dict[str, Any]) -> dict[str, list[Any]]:
     """The pathway-step extension of a Task as {sub-extension url: [values]}."""
     found: dict[str, list[Any]] = {}
     for extension in task.get("extension", []):
-        if extension.get("url") != STEP_URL:
+        if extension.get("url") != STEP_EXTENSION:
             continue
         for part in extension.get("extension", []):
             value = next((v for k, v in part.items() if k.startswith("value")), None)

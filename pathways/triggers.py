@@ -45,10 +45,15 @@ from fhir_server.formats.json_format import loads
 from fhir_server.outbox import OutboxEvent
 from fhir_server.search.normalize import date_range
 from fhir_server.server import Server
+from pathways.canonical import (
+    BUSINESS_STATUS_SYSTEM,
+    CAREPLAN_IDENTIFIER,
+    FLAG_IDENTIFIER,
+    NOTICE_IDENTIFIER,
+    PATHWAY_SYSTEM,
+)
 from pathways.catalogue import fhirpath
 from pathways.deadlines import (
-    BUSINESS_STATUS_SYSTEM,
-    PATHWAY_SYSTEM,
     business_status,
     coordinator_of,
     coordinator_task,
@@ -58,7 +63,7 @@ from pathways.deadlines import (
     search,
     token_escape,
 )
-from pathways.lifecycle import CANONICAL, HOLDABLE, status_before_hold
+from pathways.lifecycle import HOLDABLE, status_before_hold
 from pathways.progression import step
 from pathways.timing import PARIS, due_date, fhir_datetime
 
@@ -66,9 +71,6 @@ log = logging.getLogger(__name__)
 
 RULES_FILE = Path(__file__).with_name("triggers.json")
 CONSUMER = "pathway-triggers"
-CAREPLAN_IDENTIFIER = f"{CANONICAL}/sid/pathway-careplan"
-NOTICE_IDENTIFIER = f"{CANONICAL}/sid/admission-notice"
-FLAG_IDENTIFIER = f"{CANONICAL}/sid/rehospitalisation"
 CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 VERIFICATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
