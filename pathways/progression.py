@@ -32,8 +32,8 @@ from pathways.timing import PARIS, due_date, fhir_datetime
 NAME = "pathway-progression"
 # More Tasks than any CarePlan holds (the longest pathway has a few dozen occurrences).
 MAX_TASKS = 1000
-# CarePlans progression leaves alone: finished, or void.
-CLOSED_CAREPLANS = frozenset({"completed", "revoked", "entered-in-error"})
+# CarePlans progression leaves alone: void ones (a completed one still releases optional steps).
+VOIDED_CAREPLANS = frozenset({"revoked", "entered-in-error"})
 
 
 def step(task: dict[str, Any]) -> dict[str, list[Any]]:
@@ -109,11 +109,14 @@ class Progression:
         # handled one after the other, the second seeing what the first released.
         uow.repository.current("CarePlan", careplan_id, for_update=True)
         careplan = self.current(uow, "CarePlan", careplan_id)
-        if careplan is None or careplan.get("status") in CLOSED_CAREPLANS:
+        if careplan is None or careplan.get("status") in VOIDED_CAREPLANS:
             return
         tasks = self.tasks_of(uow, careplan_id)
+        # A completed plan still releases the optional steps waiting for this task: its last
+        # required step may have been handled first in the same dispatch round.
         self.release(uow, context, event.resource_id, tasks)
-        self.complete(uow, context, careplan, tasks)
+        if careplan.get("status") != "completed":
+            self.complete(uow, context, careplan, tasks)
 
     def release(
         self, uow: UnitOfWork, context: Context, done_id: str, tasks: dict[str, dict[str, Any]]

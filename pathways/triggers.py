@@ -374,6 +374,8 @@ def apply_pathway(handling: Handling, rule: Rule, trigger: Trigger) -> None:
             and handling.read(reference) is not None
         ):
             parameters.append({"name": name, "valueReference": {"reference": reference}})
+    if (cpts := managing_organization(handling, trigger.patient)) is not None:
+        parameters.append({"name": "organization", "valueReference": {"reference": cpts}})
     parameters.append({"name": "trigger", "valueDateTime": trigger.written})
     handling.run(
         Interaction(
@@ -385,6 +387,21 @@ def apply_pathway(handling: Handling, rule: Rule, trigger: Trigger) -> None:
             method="POST",
         )
     )
+
+
+def managing_organization(handling: Handling, patient: str) -> str | None:
+    """The CPTS of a patient: the managing Organization of their first active CareTeam that
+    names one of this server's Organizations."""
+    for team in handling.search("CareTeam", [("patient", patient), ("status", "active")]):
+        for organization in team.get("managingOrganization", []):
+            reference = organization.get("reference")
+            if (
+                isinstance(reference, str)
+                and reference.startswith("Organization/")
+                and handling.read(reference) is not None
+            ):
+                return reference
+    return None
 
 
 def notify_care_team(handling: Handling, rule: Rule, trigger: Trigger) -> None:

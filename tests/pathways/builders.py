@@ -1,5 +1,8 @@
 """CarePlans and Tasks in the shape of docs/pathways.md, written over HTTP with ids chosen by
-the test, and the few requests the pathway tests repeat (read, move a task to a status)."""
+the test; the people and organisations of a CPTS as FR Core has them (professionals with their
+RPPS, organisations, a patient with a validated INS); the few requests the pathway tests
+repeat (read, move a task to a status, by PUT or JSON Patch); and the outbox events that
+failed, which a test dispatching the outbox expects to be none."""
 
 from __future__ import annotations
 
@@ -7,6 +10,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
+from sqlalchemy import select
+
+from fhir_server.server import Server
+from fhir_server.storage.schema import OutboxRow
+from tests.rest.resources import INS, VALIDATED, patient
 
 C = "https://cpts-fhir.org/fhir"
 PATHWAY = f"{C}/StructureDefinition/pathway"
@@ -15,6 +23,12 @@ FUNDING = f"{C}/StructureDefinition/funding-source"
 PATIENT = "Patient/pat-1"
 ORGANIZATION = "Organization/cpts-1"
 NURSE = "Practitioner/idel-1"
+FR_CORE = "https://hl7.fr/ig/fhir/core"
+FR_V2_0203 = f"{FR_CORE}/CodeSystem/fr-core-cs-v2-0203"
+RPPS = "https://rpps.esante.gouv.fr"
+IDNPS = "urn:oid:1.2.250.1.71.4.2.1"
+FINESS = "https://finess.esante.gouv.fr"
+JSON_PATCH = {"content-type": "application/json-patch+json"}
 # The way from creation (requested) to each status, through transitions R4 allows.
 PATHS: dict[str, list[str]] = {
     "draft": [],
@@ -122,6 +136,73 @@ def task(
     return resource
 
 
+def practitioner(id_: str, rpps: str, family: str, given: str) -> dict[str, Any]:
+    """A health professional (FR Core Practitioner): RPPS number and IDNPS (8 + RPPS)."""
+    return {
+        "resourceType": "Practitioner",
+        "id": id_,
+        "meta": {"profile": [f"{FR_CORE}/StructureDefinition/fr-core-practitioner"]},
+        "identifier": [
+            {
+                "type": {"coding": [{"system": FR_V2_0203, "code": "RPPS"}]},
+                "system": RPPS,
+                "value": rpps,
+            },
+            {
+                "type": {"coding": [{"system": FR_V2_0203, "code": "IDNPS"}]},
+                "system": IDNPS,
+                "value": f"8{rpps}",
+            },
+        ],
+        "name": [{"family": family, "given": [given]}],
+    }
+
+
+def organization(id_: str, name: str, finess: str | None = None) -> dict[str, Any]:
+    """An organisation (FR Core Organization): a CPTS, or a hospital with its FINESS."""
+    resource: dict[str, Any] = {
+        "resourceType": "Organization",
+        "id": id_,
+        "meta": {"profile": [f"{FR_CORE}/StructureDefinition/fr-core-organization"]},
+        "name": name,
+    }
+    if finess:
+        resource["identifier"] = [{"system": FINESS, "value": finess}]
+    return resource
+
+
+def ins_patient(
+    id_: str,
+    family: str,
+    given: str,
+    birth_date: str,
+    ins: str,
+    system: str = INS,
+    kind: str = "INS-NIR",
+    gender: str = "female",
+) -> dict[str, Any]:
+    """A patient whose identity is validated, known by their INS (FR Core Patient INS; `kind`
+    is the identifier type of `system`: INS-NIR, or INS-NIR-TEST for the test OID)."""
+    return patient(
+        family,
+        given,
+        id=id_,
+        meta={"profile": [f"{FR_CORE}/StructureDefinition/fr-core-patient-ins"]},
+        extension=[VALIDATED],
+        identifier=[
+            {
+                "use": "official",
+                "type": {"coding": [{"system": FR_V2_0203, "code": kind}]},
+                "system": system,
+                "value": ins,
+            }
+        ],
+        name=[{"use": "official", "family": family, "given": [given]}],
+        gender=gender,
+        birthDate=birth_date,
+    )
+
+
 def put(api: httpx.Client, resource: dict[str, Any], **headers: str) -> httpx.Response:
     return api.put(
         f"/{resource['resourceType']}/{resource['id']}",
@@ -156,10 +237,39 @@ def walk(api: httpx.Client, id_: str, *statuses: str) -> dict[str, Any]:
     return read(api, "Task", id_)
 
 
-def complete(api: httpx.Client, id_: str, end: str | None = None) -> dict[str, Any]:
-    """Accept, start and complete a requested task, at `end` when given."""
-    walk(api, id_, "accepted", "in-progress")
-    changes = {"executionPeriod": {"end": end}} if end else {}
-    response = move(api, id_, "completed", **changes)
-    assert response.status_code == 200, response.text
+def patch(
+    api: httpx.Client, type_: str, id_: str, operations: list[dict[str, Any]], **headers: str
+) -> httpx.Response:
+    """A JSON Patch of one resource."""
+    return api.patch(f"/{type_}/{id_}", json=operations, headers={**JSON_PATCH, **headers})
+
+
+def complete(
+    api: httpx.Client, id_: str, end: str | None = None, json_patch: bool = False
+) -> dict[str, Any]:
+    """Accept, start and complete a requested task, at `end` when given; by PUT of the whole
+    task, or with `json_patch` by a JSON Patch per status."""
+    if not json_patch:
+        walk(api, id_, "accepted", "in-progress")
+        changes = {"executionPeriod": {"end": end}} if end else {}
+        response = move(api, id_, "completed", **changes)
+        assert response.status_code == 200, response.text
+        return response.json()
+    for status in ("accepted", "in-progress", "completed"):
+        operations = [{"op": "replace", "path": "/status", "value": status}]
+        if status == "completed" and end:
+            operations.append({"op": "add", "path": "/executionPeriod", "value": {"end": end}})
+        response = patch(api, "Task", id_, operations)
+        assert response.status_code == 200, response.text
     return response.json()
+
+
+def failed_events(server: Server, consumer: str | None = None) -> list[str]:
+    """The errors of the outbox events (of one consumer, or of all) whose handling failed, be
+    it retried since or not."""
+    outbox = OutboxRow.__table__
+    query = select(outbox.c.last_error).where(outbox.c.last_error.is_not(None))
+    if consumer is not None:
+        query = query.where(outbox.c.consumer == consumer)
+    with server.database.transaction(write=False) as conn:
+        return [error for (error,) in conn.execute(query)]

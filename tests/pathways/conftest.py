@@ -13,6 +13,7 @@ from fhir_server.server import Server
 from fhir_server.settings import Settings
 from pathways import catalogue
 from tests.conftest import BACKENDS, LiveServer, database_url, wipe
+from tests.pathways.builders import failed_events
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -45,5 +46,13 @@ def server(pathway_live: LiveServer) -> Server:
 
 @pytest.fixture
 def dispatch(server: Server) -> Callable[[], int]:
-    """Run every pending outbox event now (triggers, progression); returns how many ran."""
-    return server.dispatcher().run_once
+    """Run every pending outbox event now (triggers, progression); returns how many ran, after
+    checking that the handling of none of them failed."""
+    dispatcher = server.dispatcher()
+
+    def run() -> int:
+        handled = dispatcher.run_once()
+        assert failed_events(server) == []
+        return handled
+
+    return run

@@ -8,13 +8,10 @@ import threading
 from collections.abc import Callable
 
 import httpx
-import pytest
-from sqlalchemy import select
 
 from fhir_server.engine.interaction import Context
 from fhir_server.outbox import OutboxEvent
 from fhir_server.server import Server
-from fhir_server.storage.schema import OutboxRow
 from pathways.progression import NAME, Progression
 from tests.pathways.builders import careplan, complete, created, duration, read, task
 
@@ -33,27 +30,8 @@ def period(api: httpx.Client, id_: str) -> dict[str, str]:
     return read(api, "Task", id_)["restriction"]["period"]
 
 
-@pytest.fixture
-def dispatched(dispatch: Dispatch, server: Server) -> Dispatch:
-    """`dispatch`, then a check that no progression event failed."""
-
-    def run() -> int:
-        handled = dispatch()
-        outbox = OutboxRow.__table__
-        with server.database.transaction(write=False) as conn:
-            failures = conn.execute(
-                select(outbox.c.last_error).where(
-                    outbox.c.consumer == NAME, outbox.c.last_error.is_not(None)
-                )
-            ).all()
-        assert failures == []
-        return handled
-
-    return run
-
-
 def test_a_chain_releases_each_step_when_the_one_before_is_completed(
-    api: httpx.Client, dispatched: Dispatch
+    api: httpx.Client, dispatch: Dispatch
 ) -> None:
     created(
         api,
@@ -70,7 +48,7 @@ def test_a_chain_releases_each_step_when_the_one_before_is_completed(
         ),
     )
     complete(api, "a", end="2026-11-24T15:00:00+01:00")
-    dispatched()
+    dispatch()
     assert status(api, "Task", "b") == "requested"
     # 7 days from Tuesday 24 November 15:00: the end of Tuesday 1 December, Paris time
     assert period(api, "b") == {
@@ -81,7 +59,7 @@ def test_a_chain_releases_each_step_when_the_one_before_is_completed(
     assert status(api, "CarePlan", "cp-1") == "active"
 
     complete(api, "b", end="2026-12-30T09:15:00+01:00")
-    dispatched()
+    dispatch()
     # 2 months from 30 December: 28 February (2027 is not a leap year)
     assert period(api, "c") == {
         "start": "2026-12-30T09:15:00+01:00",
@@ -90,7 +68,7 @@ def test_a_chain_releases_each_step_when_the_one_before_is_completed(
     assert status(api, "CarePlan", "cp-1") == "active"
 
     complete(api, "c", end="2027-01-05T11:00:00+01:00")
-    dispatched()
+    dispatch()
     finished = read(api, "CarePlan", "cp-1")
     assert finished["status"] == "completed"
     assert finished["period"] == {
@@ -117,15 +95,15 @@ def join_plan(api: httpx.Client) -> None:
 
 
 def test_a_join_waits_for_every_predecessor_and_starts_at_the_last(
-    api: httpx.Client, dispatched: Dispatch
+    api: httpx.Client, dispatch: Dispatch
 ) -> None:
     join_plan(api)
     complete(api, "a2", end="2026-11-25T08:00:00+01:00")
-    dispatched()
+    dispatch()
     assert status(api, "Task", "b") == "draft"
     # a1 was completed before a2 but recorded after it: the anchor is the later completion
     complete(api, "a1", end="2026-11-24T18:30:00+01:00")
-    dispatched()
+    dispatch()
     assert period(api, "b") == {
         "start": "2026-11-25T08:00:00+01:00",
         "end": "2026-11-27T08:00:00+01:00",
@@ -135,7 +113,7 @@ def test_a_join_waits_for_every_predecessor_and_starts_at_the_last(
 
 
 def test_two_predecessors_completed_together_release_the_join_once(
-    api: httpx.Client, server: Server, dispatched: Dispatch
+    api: httpx.Client, server: Server, dispatch: Dispatch
 ) -> None:
     """Both completions are committed before any event is handled; on PostgreSQL two
     dispatchers handle the two events at the same time."""
@@ -153,7 +131,7 @@ def test_two_predecessors_completed_together_release_the_join_once(
         worker.start()
     for worker in workers:
         worker.join()
-    dispatched()
+    dispatch()
     released = read(api, "Task", "b")
     assert released["status"] == "requested"
     assert released["meta"]["versionId"] == "2"
@@ -161,7 +139,7 @@ def test_two_predecessors_completed_together_release_the_join_once(
 
 
 def test_the_occurrences_of_a_series_are_released_with_their_own_deadlines(
-    api: httpx.Client, dispatched: Dispatch
+    api: httpx.Client, dispatch: Dispatch
 ) -> None:
     """Weekly nurse visits after the GP visit, and a call from the second day after it, due
     within 24 h; daylight saving ends on Sunday 25 October 2026."""
@@ -194,7 +172,7 @@ def test_the_occurrences_of_a_series_are_released_with_their_own_deadlines(
         ),
     )
     complete(api, "gp", end="2026-10-23T10:00:00+02:00")
-    dispatched()
+    dispatch()
     ends = [period(api, f"idel-{k}")["end"] for k in weeks]
     assert ends == [
         "2026-10-30T23:59:59+01:00",
@@ -209,7 +187,7 @@ def test_the_occurrences_of_a_series_are_released_with_their_own_deadlines(
 
 
 def test_the_careplan_waits_for_its_required_steps_only(
-    api: httpx.Client, dispatched: Dispatch
+    api: httpx.Client, dispatch: Dispatch
 ) -> None:
     created(
         api,
@@ -220,10 +198,10 @@ def test_the_careplan_waits_for_its_required_steps_only(
     )
     complete(api, "education", end="2026-11-24T10:00:00+01:00")
     complete(api, "cardio", end="2026-11-26T10:00:00+01:00")
-    dispatched()
+    dispatch()
     assert status(api, "CarePlan", "cp-1") == "active"
     complete(api, "gp", end="2026-11-25T10:00:00+01:00")
-    dispatched()
+    dispatch()
     finished = read(api, "CarePlan", "cp-1")
     assert finished["status"] == "completed"
     # the time of the last required completion, not of the event that noticed it
@@ -231,7 +209,7 @@ def test_the_careplan_waits_for_its_required_steps_only(
 
 
 def test_a_step_voided_as_entered_in_error_is_not_waited_for(
-    api: httpx.Client, dispatched: Dispatch
+    api: httpx.Client, dispatch: Dispatch
 ) -> None:
     created(api, careplan("cp-1"), task("gp", "cp-1"), task("wrong", "cp-1", step="cardiology"))
     wrong = read(api, "Task", "wrong")
@@ -242,12 +220,12 @@ def test_a_step_voided_as_entered_in_error_is_not_waited_for(
     )
     assert response.status_code == 200, response.text
     complete(api, "gp", end="2026-11-25T10:00:00+01:00")
-    dispatched()
+    dispatch()
     assert status(api, "CarePlan", "cp-1") == "completed"
 
 
 def test_an_event_handled_twice_changes_nothing_more(
-    api: httpx.Client, server: Server, dispatched: Dispatch
+    api: httpx.Client, server: Server, dispatch: Dispatch
 ) -> None:
     created(
         api,
@@ -256,7 +234,7 @@ def test_an_event_handled_twice_changes_nothing_more(
         task("b", "cp-1", status="draft", depends_on=["a"], required=False),
     )
     done = complete(api, "a", end="2026-11-24T15:00:00+01:00")
-    dispatched()
+    dispatch()
     versions = (version(api, "Task", "b"), version(api, "CarePlan", "cp-1"))
     assert versions == (2, 2)
     event = OutboxEvent(0, NAME, "update", "Task", "a", int(done["meta"]["versionId"]), 0)
@@ -264,4 +242,4 @@ def test_an_event_handled_twice_changes_nothing_more(
     context = Context(source=f"outbox:{NAME}")
     server.engine.in_transaction(True, context, lambda uow: consumer.handle(event, uow, context))
     assert (version(api, "Task", "b"), version(api, "CarePlan", "cp-1")) == versions
-    assert dispatched() == 0
+    assert dispatch() == 0

@@ -13,12 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
 
 from fhir_server.engine.interaction import Context
 from fhir_server.outbox import OutboxEvent
 from fhir_server.server import Server
-from fhir_server.storage.schema import OutboxRow
 from pathways.timing import PARIS
 from pathways.triggers import CONSUMER, load_rules
 from tests.pathways.builders import (
@@ -47,25 +45,6 @@ TEAM = {
 }
 COORDINATION = f"{C}/CodeSystem/coordination-task"
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
-
-
-@pytest.fixture
-def dispatched(dispatch: Dispatch, server: Server) -> Dispatch:
-    """`dispatch`, then a check that no event of the triggers failed."""
-
-    def run() -> int:
-        handled = dispatch()
-        outbox = OutboxRow.__table__
-        with server.database.transaction(write=False) as conn:
-            failures = conn.execute(
-                select(outbox.c.last_error).where(
-                    outbox.c.consumer == CONSUMER, outbox.c.last_error.is_not(None)
-                )
-            ).all()
-        assert failures == []
-        return handled
-
-    return run
 
 
 def care_team(patient_ref: str = PATIENT, **members: str) -> dict[str, Any]:
@@ -173,7 +152,7 @@ def handle_again(server: Server, type_: str, id_: str, version: int) -> None:
 
 
 def test_a_heart_failure_discharge_starts_its_pathway_and_the_discharge_pathway_once(
-    api: httpx.Client, server: Server, dispatched: Dispatch
+    api: httpx.Client, server: Server, dispatch: Dispatch
 ) -> None:
     created(
         api,
@@ -182,7 +161,7 @@ def test_a_heart_failure_discharge_starts_its_pathway_and_the_discharge_pathway_
         stay("enc-1", "in-progress", "2026-11-16T08:00:00+01:00"),
         diagnosis("hf", "enc-1", ICD10, "I50.9"),
     )
-    dispatched()
+    dispatch()
     assert pathways(api) == {}  # an admission starts no pathway
     discharged = stay(
         "enc-1",
@@ -194,7 +173,7 @@ def test_a_heart_failure_discharge_starts_its_pathway_and_the_discharge_pathway_
     response = put(api, discharged)
     assert response.status_code == 200, response.text
     version = int(response.json()["meta"]["versionId"])
-    dispatched()
+    dispatch()
     assert pathways(api) == {"heart-failure": 1, "hospital-discharge": 1}
     plan = bundle(api, "CarePlan", patient=PATIENT, pathway=f"{C}/CodeSystem/pathway|heart-failure")
     assert plan[0]["encounter"] == {"reference": "Encounter/enc-1"}
@@ -203,13 +182,13 @@ def test_a_heart_failure_discharge_starts_its_pathway_and_the_discharge_pathway_
     # The event handled again, then the stay updated after the discharge: nothing more.
     handle_again(server, "Encounter", "enc-1", version)
     assert put(api, {**discharged, "length": duration(8, "d")}).status_code == 200
-    dispatched()
+    dispatch()
     assert pathways(api) == {"heart-failure": 1, "hospital-discharge": 1}
     assert alerts(api, "enc-1") == []  # a Tuesday afternoon: professionals are there
 
 
 def test_a_fragility_fracture_starts_osteoporosis_from_50_years_of_age(
-    api: httpx.Client, dispatched: Dispatch
+    api: httpx.Client, dispatch: Dispatch
 ) -> None:
     young = "Patient/pat-2"
     fracture = {"reasonCode": [{"coding": [{"system": CIM10, "code": "S720"}]}]}
@@ -233,12 +212,12 @@ def test_a_fragility_fracture_starts_osteoporosis_from_50_years_of_age(
             **fracture,
         ),
     )
-    dispatched()
+    dispatch()
     assert pathways(api) == {"osteoporosis": 1, "hospital-discharge": 1}
     assert pathways(api, young) == {"hospital-discharge": 1}
 
 
-def test_a_patient_who_died_starts_no_pathway(api: httpx.Client, dispatched: Dispatch) -> None:
+def test_a_patient_who_died_starts_no_pathway(api: httpx.Client, dispatch: Dispatch) -> None:
     died = {
         "hospitalization": {
             "dischargeDisposition": {
@@ -257,13 +236,13 @@ def test_a_patient_who_died_starts_no_pathway(api: httpx.Client, dispatched: Dis
         patient(id="pat-1"),
         stay("enc-1", "finished", "2026-11-20T08:00:00+01:00", "2026-11-27T16:00:00+01:00", **died),
     )
-    dispatched()
+    dispatch()
     assert pathways(api) == {}
     assert alerts(api, "enc-1") == []
 
 
 def test_an_opposition_consent_starts_nothing_and_notifies_no_one(
-    api: httpx.Client, dispatched: Dispatch
+    api: httpx.Client, dispatch: Dispatch
 ) -> None:
     created(
         api,
@@ -289,7 +268,7 @@ def test_an_opposition_consent_starts_nothing_and_notifies_no_one(
         ),
         stay("enc-1", "in-progress", "2026-11-16T08:00:00+01:00"),
     )
-    dispatched()
+    dispatch()
     assert bundle(api, "Communication") == []
     discharged = stay(
         "enc-1",
@@ -299,7 +278,7 @@ def test_an_opposition_consent_starts_nothing_and_notifies_no_one(
         reasonCode=[{"coding": [{"system": ICD10, "code": "I50.9"}]}],
     )
     assert put(api, discharged).status_code == 200
-    dispatched()
+    dispatch()
     assert pathways(api) == {}
     assert alerts(api, "enc-1") == []  # a Friday afternoon, but the patient opposes
 
@@ -315,12 +294,12 @@ def test_an_opposition_consent_starts_nothing_and_notifies_no_one(
             reasonCode=[{"coding": [{"system": ICD10, "code": "I50.9"}]}],
         ),
     )
-    dispatched()
+    dispatch()
     assert pathways(api) == {"heart-failure": 1, "hospital-discharge": 1}
 
 
 def test_an_admission_notifies_the_care_team_and_holds_the_pathways_until_discharge(
-    api: httpx.Client, server: Server, dispatched: Dispatch
+    api: httpx.Client, server: Server, dispatch: Dispatch
 ) -> None:
     created(
         api,
@@ -339,11 +318,11 @@ def test_an_admission_notifies_the_care_team_and_holds_the_pathways_until_discha
     walk(api, "b", "accepted")
     walk(api, "c", "accepted", "in-progress")
     walk(api, "e", "accepted", "in-progress", "completed")
-    dispatched()
+    dispatch()
 
     admission = stay("enc-2", "in-progress", "2026-12-03T09:30:00+01:00")
     created(api, admission)
-    dispatched()
+    dispatch()
     notices = bundle(api, "Communication", encounter="Encounter/enc-2")
     assert sorted(n["recipient"][0]["reference"] for n in notices) == sorted(TEAM.values())
     for notice in notices:
@@ -376,7 +355,7 @@ def test_an_admission_notifies_the_care_team_and_holds_the_pathways_until_discha
     discharge = {**admission, "status": "finished"}
     discharge["period"] = {**admission["period"], "end": "2026-12-09T11:00:00+01:00"}
     assert put(api, discharge).status_code == 200
-    dispatched()
+    dispatch()
     resumed = {id_: read(api, "Task", id_) for id_ in "abcd"}
     assert {id_: t["status"] for id_, t in resumed.items()} == {
         "a": "requested",
@@ -410,7 +389,7 @@ def test_an_admission_notifies_the_care_team_and_holds_the_pathways_until_discha
     ],
 )
 def test_a_discharge_before_a_weekend_or_a_holiday_alerts_the_coordinator(
-    api: httpx.Client, dispatched: Dispatch, end: str, alerted: bool
+    api: httpx.Client, dispatch: Dispatch, end: str, alerted: bool
 ) -> None:
     created(
         api,
@@ -418,7 +397,7 @@ def test_a_discharge_before_a_weekend_or_a_holiday_alerts_the_coordinator(
         care_team(),
         stay("enc-1", "finished", "2026-04-01T08:00:00+02:00", end),
     )
-    dispatched()
+    dispatch()
     found = alerts(api, "enc-1")
     assert len(found) == (1 if alerted else 0)
     if alerted:
@@ -432,7 +411,7 @@ def test_a_discharge_before_a_weekend_or_a_holiday_alerts_the_coordinator(
 
 
 def test_without_a_coordinator_the_alert_is_left_for_any_coordinator_to_claim(
-    api: httpx.Client, dispatched: Dispatch
+    api: httpx.Client, dispatch: Dispatch
 ) -> None:
     created(
         api,
@@ -440,14 +419,14 @@ def test_without_a_coordinator_the_alert_is_left_for_any_coordinator_to_claim(
         care_team(gp=TEAM["gp"]),
         stay("enc-1", "finished", "2026-11-20T08:00:00+01:00", "2026-11-27T16:00:00+01:00"),
     )
-    dispatched()
+    dispatch()
     (alert,) = alerts(api, "enc-1")
     assert "owner" not in alert
     assert alert["performerType"] == [{"coding": [{"system": ROLE, "code": "coordinator"}]}]
 
 
 def test_a_referral_to_the_pco_starts_the_neurodevelopment_pathway(
-    api: httpx.Client, dispatched: Dispatch
+    api: httpx.Client, dispatch: Dispatch
 ) -> None:
     referral = {
         "resourceType": "ServiceRequest",
@@ -461,10 +440,10 @@ def test_a_referral_to_the_pco_starts_the_neurodevelopment_pathway(
         "authoredOn": "2026-11-24T17:00:00+01:00",
     }
     created(api, patient(id="pat-1", birthDate="2021-09-01"), care_team(), referral)
-    dispatched()
+    dispatch()
     assert pathways(api) == {}  # a draft is no referral yet
     assert put(api, {**referral, "status": "active"}).status_code == 200
-    dispatched()
+    dispatch()
     assert pathways(api) == {"neurodevelopment": 1}
 
 

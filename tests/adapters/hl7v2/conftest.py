@@ -1,7 +1,9 @@
 """The HL7 v2 door on a live server, per database (SQLite, PostgreSQL): the MLLP listener runs
 in an event loop of its own thread and the HTTP API in uvicorn, both on one Server. Every test
 starts from an empty database and talks to the door as a hospital does: MLLP frames over a
-real socket, then FHIR reads over HTTP to see what was stored."""
+real socket, then FHIR reads over HTTP to see what was stored. The servers with the pathway
+engine of tests/pathways (`pathway_live`, `api`) are offered too, for the messages that start
+pathways."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from fhir_server.server import Server
 from fhir_server.settings import Settings
 from tests.adapters.hl7v2.hospital import Ack, Engine
 from tests.conftest import BACKENDS, LiveServer, database_url, wipe
+from tests.pathways.conftest import api, pathway_live  # noqa: F401 (fixtures)
 
 
 class Listener:
