@@ -35,8 +35,17 @@ _READ = (
     .select_from(_r.join(_v, and_(_v.c.resource_pk == _r.c.pk, _v.c.version == _r.c.version)))
     .where(_r.c.type == bindparam("type"), _r.c.id == bindparam("id"))
 )
-_READ_VERSION = select(*_VERSION_COLUMNS).where(
-    _v.c.type == bindparam("type"), _v.c.id == bindparam("id"), _v.c.version == bindparam("version")
+# Through `resource` (unique type, id) to the version (unique resource_pk, version): the
+# version table has no (type, id) index, and filtering it on those columns scanned every
+# version of the type (11 ms a read at 100k resources on SQLite, on every Task update).
+_READ_VERSION = (
+    select(*_VERSION_COLUMNS)
+    .select_from(_r.join(_v, _v.c.resource_pk == _r.c.pk))
+    .where(
+        _r.c.type == bindparam("type"),
+        _r.c.id == bindparam("id"),
+        _v.c.version == bindparam("version"),
+    )
 )
 _READ_MANY = (
     select(_r.c.pk, *_VERSION_COLUMNS[1:])
