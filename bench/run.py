@@ -82,6 +82,11 @@ def main(
     data_dir: Path = typer.Option(DATA, help="Where the SQLite databases are kept."),
     quick: bool = typer.Option(False, help="1k resources and small samples (under 2 minutes)."),
     concurrency: int = typer.Option(8, help="Requests in flight for the throughput scenarios."),
+    only: list[str] = typer.Option(
+        None,
+        help="Run only these scenarios (search, crud, pathway-apply, hl7v2-ingest, "
+        "deadline-sweep); the last two run on a database of their own, whatever the scale.",
+    ),
 ) -> None:
     if quick:
         scale = "1k"
@@ -109,6 +114,8 @@ def main(
         if loaded:
             typer.echo(f"{database}: loaded {loaded}")
         for name, step in steps.items():
+            if only and name not in only:
+                continue
             typer.echo(f"{database}: {name}...")
             _write(folder, f"{name}-{database}-{scale}.json", step(url, database))
         typer.echo(f"{database}: done in {time.perf_counter() - started:.0f} s")
