@@ -2,8 +2,8 @@
 coordinator, and the schedule it runs on.
 
 A sweep pages through the open pathway tasks whose due date has passed, each page read in a
-read-only transaction and handled in a short write transaction of its own, so that 100,000 open
-tasks never make one huge transaction nor hold the write lock of SQLite for long. Each late
+read-only transaction and handled in short write transactions of a batch each, so that 100,000
+open tasks never make one huge transaction nor hold the write lock of SQLite for long. Each late
 task is updated with If-Match of the version read, and its escalation is a conditional create
 on an identifier derived from the late task's: two sweeps racing (two workers, or a worker and
 the API process) mark each task once and escalate it once, the loser's update failing with 412.
@@ -136,16 +136,25 @@ def sweep(server: Server, now: datetime, batch: int = 50) -> SweepCounts:
     """Mark every open pathway task due before `now` overdue and escalate it to the
     coordinator; returns the counts. Safe to run concurrently and to repeat.
 
-    Each page of late tasks is read in a read-only transaction and handled in a write
-    transaction of its own: on SQLite the write lock is held for the writes only, never while
-    the open tasks are scanned, and a sweep with nothing to do writes nothing. A task changed
-    between the two fails its If-Match and is left to whoever changed it."""
+    Late tasks are read a page (FHIR_MAX_PAGE_SIZE) at a time in a read-only transaction, then
+    handled `batch` at a time, each batch in a write transaction of its own: on SQLite the write
+    lock is held for one batch, never while the open tasks are scanned, and a sweep with nothing
+    to do writes nothing. A task changed since it was read fails its If-Match and is left to
+    whoever changed it."""
     if now.tzinfo is None:
         raise ValueError("the time of a sweep needs a timezone")
     engine = server.engine
-    criteria = late_tasks(now, max(1, min(batch, server.settings.max_page_size)))
+    criteria = late_tasks(now, server.settings.max_page_size)
+    batch = max(1, batch)
     total = SweepCounts()
     coordinators: dict[str, str | None] = {}
+
+    def escalate(uow: UnitOfWork, chunk: list[dict[str, Any]]) -> SweepCounts:
+        done = SweepCounts()  # a retried batch counts afresh
+        for task in chunk:
+            _escalate_late(engine, uow, task, now, coordinators, done)
+        return done
+
     page: str | None = None
     while True:
         tasks, page = engine.in_transaction(
@@ -153,15 +162,9 @@ def sweep(server: Server, now: datetime, batch: int = 50) -> SweepCounts:
             CONTEXT,
             lambda uow, page=page: search_page(engine, uow, CONTEXT, "Task", criteria, page),
         )
-        if tasks:
-
-            def work(uow: UnitOfWork, tasks: list[dict[str, Any]] = tasks) -> SweepCounts:
-                done = SweepCounts()  # a retried batch counts afresh
-                for task in tasks:
-                    _escalate_late(engine, uow, task, now, coordinators, done)
-                return done
-
-            total.add(engine.in_transaction(True, CONTEXT, work))
+        for start in range(0, len(tasks), batch):
+            chunk = tasks[start : start + batch]
+            total.add(engine.in_transaction(True, CONTEXT, lambda uow, c=chunk: escalate(uow, c)))
         if page is None:
             return total
 

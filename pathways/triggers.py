@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo
 import holidays
 
 from fhir_server.engine.engine import Engine
-from fhir_server.engine.interaction import Context, Interaction, Kind
+from fhir_server.engine.interaction import Context, Interaction, Kind, Outcome
 from fhir_server.engine.unit_of_work import Change, UnitOfWork
 from fhir_server.errors import FhirError
 from fhir_server.formats.json_format import loads
@@ -181,7 +181,7 @@ class Handling:
     rules: Rules
     resource: dict[str, Any]
 
-    def run(self, interaction: Interaction) -> Any:
+    def run(self, interaction: Interaction) -> Outcome:
         return self.engine.run(self.uow, interaction, self.context)
 
     def read(self, reference: str | None) -> dict[str, Any] | None:
@@ -190,7 +190,7 @@ class Handling:
     def search(self, type_: str, criteria: list[tuple[str, str]]) -> list[dict[str, Any]]:
         return list(search(self.engine, self.uow, self.context, type_, criteria))
 
-    def create_once(self, resource: dict[str, Any]) -> Any:
+    def create_once(self, resource: dict[str, Any]) -> Outcome:
         return create_once(self.engine, self.uow, self.context, resource)
 
     def update(self, resource: dict[str, Any]) -> None:
@@ -465,7 +465,7 @@ def hold_pathways(handling: Handling, rule: Rule, trigger: Trigger) -> None:
     ]
     if not plans:
         return
-    flag = handling.create_once(
+    created = handling.create_once(
         {
             "resourceType": "Flag",
             "identifier": [{"system": FLAG_IDENTIFIER, "value": trigger.resource["id"]}],
@@ -489,7 +489,12 @@ def hold_pathways(handling: Handling, rule: Rule, trigger: Trigger) -> None:
             "encounter": {"reference": trigger.reference},
         }
     )
-    flag_ref = f"Flag/{flag.id}"
+    flag = loads(created.body)
+    if flag["status"] != "active":  # the stay reopened: its discharge was cancelled (A13)
+        flag["status"] = "active"
+        flag["period"] = {"start": flag["period"]["start"]}
+        handling.update(flag)
+    flag_ref = f"Flag/{flag['id']}"
     for plan in plans:
         if any(info.get("reference") == flag_ref for info in plan.get("supportingInfo", [])):
             continue

@@ -377,6 +377,58 @@ def test_an_admission_notifies_the_care_team_and_holds_the_pathways_until_discha
     assert flag["period"]["end"] == "2026-12-09T11:00:00+01:00"
 
 
+def held_plan(api: httpx.Client) -> None:
+    created(
+        api,
+        patient(id="pat-1"),
+        care_team(),
+        careplan("cp-1", task_ids=["a"]),
+        task("a", "cp-1", step="gp-visit"),
+    )
+
+
+def test_a_cancelled_admission_resumes_what_it_held(api: httpx.Client, dispatch: Dispatch) -> None:
+    held_plan(api)
+    admission = stay("enc-2", "in-progress", "2026-12-03T09:30:00+01:00")
+    created(api, admission)
+    dispatch()
+    assert read(api, "Task", "a")["status"] == "on-hold"
+    assert put(api, {**admission, "status": "cancelled"}).status_code == 200  # HL7 v2 A11
+    dispatch()
+    resumed = read(api, "Task", "a")
+    assert resumed["status"] == "requested" and "businessStatus" not in resumed
+    assert read(api, "CarePlan", "cp-1")["status"] == "active"
+    (flag,) = bundle(api, "Flag", encounter="Encounter/enc-2")
+    assert flag["status"] == "inactive"
+
+
+def test_a_cancelled_discharge_holds_the_pathways_again_until_the_next_one(
+    api: httpx.Client, dispatch: Dispatch
+) -> None:
+    held_plan(api)
+    admission = stay("enc-2", "in-progress", "2026-12-03T09:30:00+01:00")
+    created(api, admission)
+    dispatch()
+    discharge = {**admission, "status": "finished"}
+    discharge["period"] = {**admission["period"], "end": "2026-12-08T10:00:00+01:00"}
+    assert put(api, discharge).status_code == 200
+    dispatch()
+    assert read(api, "Task", "a")["status"] == "requested"
+    assert put(api, admission).status_code == 200  # HL7 v2 A13: the stay goes on
+    dispatch()
+    assert read(api, "Task", "a")["status"] == "on-hold"
+    (flag,) = bundle(api, "Flag", encounter="Encounter/enc-2")
+    assert flag["status"] == "active" and "end" not in flag["period"]
+    assert len(bundle(api, "Communication", encounter="Encounter/enc-2")) == len(TEAM)
+    discharge["period"]["end"] = "2026-12-10T10:00:00+01:00"
+    assert put(api, discharge).status_code == 200
+    dispatch()
+    resumed = read(api, "Task", "a")
+    assert resumed["status"] == "requested"
+    assert resumed["restriction"]["period"]["end"] == "2026-12-17T23:59:59+01:00"
+    assert pathways(api) == {"heart-failure": 1, "hospital-discharge": 1}
+
+
 @pytest.mark.parametrize(
     ("end", "alerted"),
     [
