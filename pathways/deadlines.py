@@ -149,6 +149,11 @@ def sweep(server: Server, now: datetime, batch: int = 50) -> SweepCounts:
     total = SweepCounts()
     coordinators: dict[str, str | None] = {}
 
+    def read_page(uow: UnitOfWork, page: str | None) -> tuple[list[dict], str | None]:
+        tasks, following = search_page(engine, uow, CONTEXT, "Task", criteria, page)
+        coordinators.update(_coordinators(engine, uow, tasks))
+        return tasks, following
+
     def escalate(uow: UnitOfWork, chunk: list[dict[str, Any]]) -> SweepCounts:
         done = SweepCounts()  # a retried batch counts afresh
         for task in chunk:
@@ -157,11 +162,7 @@ def sweep(server: Server, now: datetime, batch: int = 50) -> SweepCounts:
 
     page: str | None = None
     while True:
-        tasks, page = engine.in_transaction(
-            False,
-            CONTEXT,
-            lambda uow, page=page: search_page(engine, uow, CONTEXT, "Task", criteria, page),
-        )
+        tasks, page = engine.in_transaction(False, CONTEXT, lambda uow, p=page: read_page(uow, p))
         for start in range(0, len(tasks), batch):
             chunk = tasks[start : start + batch]
             total.add(engine.in_transaction(True, CONTEXT, lambda uow, c=chunk: escalate(uow, c)))
@@ -252,12 +253,42 @@ def coordinator_of(
     if not teams and patient:
         criteria = [("patient", patient), ("status", "active")]
         teams = list(search(engine, uow, ctx, "CareTeam", criteria))
+    return coordinator_in(teams)
+
+
+def coordinator_in(teams: list[dict[str, Any]]) -> str | None:
+    """The first member of these care teams whose role is coordinator."""
     for team in teams:
         for participant in team.get("participant", []):
             member = (participant.get("member") or {}).get("reference")
             if member and has_coding(participant.get("role", []), ROLE_SYSTEM, COORDINATOR):
                 return member
     return None
+
+
+def _coordinators(engine: Engine, uow: UnitOfWork, tasks: list[dict]) -> dict[str, str | None]:
+    """The coordinator of the CarePlan of each task of a page, found with one search of the
+    CarePlans and their care teams (`_include`) rather than two reads per task. CarePlans
+    whose care teams did not all come (none, or the include cap) are left to `coordinator_of`."""
+    ids = sorted({ref.partition("/")[2] for t in tasks if (ref := reference_of(t.get("basedOn")))})
+    if not ids:
+        return {}
+    criteria = [
+        ("_id", ",".join(ids)),
+        ("_include", "CarePlan:care-team"),
+        ("_count", str(len(ids))),
+    ]
+    outcome = engine.run(uow, Interaction(Kind.SEARCH_TYPE, "CarePlan", params=criteria), CONTEXT)
+    found = {
+        f"{entry['resource']['resourceType']}/{entry['resource']['id']}": entry["resource"]
+        for entry in loads(dumps(outcome.resource)).get("entry", [])
+    }
+    coordinators: dict[str, str | None] = {}
+    for ref, plan in found.items():
+        teams = [found.get(team.get("reference", "")) for team in plan.get("careTeam", [])]
+        if ref.startswith("CarePlan/") and teams and all(teams):
+            coordinators[ref] = coordinator_in(teams)
+    return coordinators
 
 
 def coordinator_task(

@@ -59,3 +59,20 @@ def test_migrate_command(empty_url: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "database at revision 0002" in result.stdout
+
+
+def test_sqlite_statistics_are_gathered(tmp_path: Path) -> None:
+    """Without statistics SQLite's planner picks indexes blindly (a search's date EXISTS then
+    scans every past date per candidate); `optimize` gathers them."""
+    database = Database(f"sqlite:///{tmp_path / 'stats.db'}")
+    upgrade(database)
+    with database.transaction(write=True) as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO resource (type, id, version, last_updated, deleted) "
+            "VALUES ('Patient', 'p1', 1, '2026-01-01T00:00:00+00:00', 0)"
+        )
+    database.optimize()
+    with database.transaction(write=False) as conn:
+        tables = {row[0] for row in conn.exec_driver_sql("SELECT tbl FROM sqlite_stat1")}
+    assert "resource" in tables
+    database.dispose()

@@ -58,6 +58,7 @@ CANONICALS = {
         f"{CPTS}/CodeSystem/task-business-status",
         f"{CPTS}/CodeSystem/funding-source",
         f"{CPTS}/CodeSystem/pathway-indicator",
+        f"{CPTS}/CodeSystem/coordination-task",
     },
     "OperationDefinition": {
         f"{CPTS}/OperationDefinition/PlanDefinition-apply",
