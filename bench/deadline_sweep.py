@@ -35,6 +35,7 @@ from sqlalchemy import and_, exists, false, func, select
 from bench.measure import RESULTS, machine
 from bench.search_latency import capture_sql, explain
 from fhir_server.engine.interaction import Context, Interaction, Kind
+from fhir_server.engine.lookup import search_page
 from fhir_server.engine.unit_of_work import UnitOfWork
 from fhir_server.formats.json_format import loads
 from fhir_server.server import Server
@@ -49,7 +50,7 @@ from pathways.canonical import (
     STEP_EXTENSION,
     TASK_IDENTIFIER,
 )
-from pathways.deadlines import CONTEXT, OPEN_STATUSES, late_tasks, search_page, sweep
+from pathways.deadlines import CONTEXT, OPEN_STATUSES, late_tasks, sweep
 from pathways.timing import PARIS, fhir_datetime
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=PARIS)

@@ -18,11 +18,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from fhir_server.engine.interaction import Context, Interaction, Kind, Outcome
+from fhir_server.engine.lookup import read, search
 from fhir_server.engine.unit_of_work import UnitOfWork
 from fhir_server.engine.versioning import now
 from fhir_server.errors import FhirError, bad_request
 from fhir_server.formats.json_format import loads
 from fhir_server.operations import Operation
+from fhir_server.search.criteria import escape
 from fhir_server.search.normalize import date_range
 from fhir_server.server import Server
 from pathways.canonical import (
@@ -37,7 +39,6 @@ from pathways.canonical import (
     TASK_PROFILE,
 )
 from pathways.catalogue import SOURCE, Step, fhirpath, read_steps
-from pathways.deadlines import read, search, token_escape
 from pathways.timing import PARIS, due_date, fhir_datetime
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def run(engine: Engine, uow: UnitOfWork, ix: Interaction, ctx: Context) -> Outco
     _target(engine, uow, context, "organization", request.organization)
     trigger = request.trigger or _encounter_end(encounter) or now()
     key = f"{plan['id']}|{request.subject}|{request.encounter or fhir_datetime(trigger)}"
-    identifier = f"{CAREPLAN_IDENTIFIER}|{token_escape(key)}"
+    identifier = f"{CAREPLAN_IDENTIFIER}|{escape(key)}"
     existing = engine.matches(uow, "CarePlan", [("identifier", identifier)], "$apply")
     if existing:
         return engine.run(uow, Interaction(Kind.READ, "CarePlan", existing[0]), context)

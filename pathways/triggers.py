@@ -39,10 +39,12 @@ import holidays
 
 from fhir_server.engine.engine import Engine
 from fhir_server.engine.interaction import Context, Interaction, Kind, Outcome
+from fhir_server.engine.lookup import create_once, read, search
 from fhir_server.engine.unit_of_work import Change, UnitOfWork
 from fhir_server.errors import FhirError
 from fhir_server.formats.json_format import loads
 from fhir_server.outbox import OutboxEvent
+from fhir_server.search.criteria import escape
 from fhir_server.search.normalize import date_range
 from fhir_server.server import Server
 from pathways.canonical import (
@@ -57,11 +59,7 @@ from pathways.deadlines import (
     business_status,
     coordinator_of,
     coordinator_task,
-    create_once,
     has_coding,
-    read,
-    search,
-    token_escape,
 )
 from pathways.lifecycle import HOLDABLE, status_before_hold
 from pathways.progression import step
@@ -513,7 +511,7 @@ def resume_pathways(handling: Handling, rule: Rule, trigger: Trigger) -> None:
     """The stay ends: close its Flag; CarePlans it held (and no other stay still holds) resume,
     their held tasks back to the status they had, due again `dueWithin` after the discharge."""
     flags = handling.search(
-        "Flag", [("identifier", f"{FLAG_IDENTIFIER}|{token_escape(trigger.resource['id'])}")]
+        "Flag", [("identifier", f"{FLAG_IDENTIFIER}|{escape(trigger.resource['id'])}")]
     )
     if not flags:
         return
@@ -549,7 +547,7 @@ def alert_coordinator(handling: Handling, rule: Rule, trigger: Trigger) -> None:
     patient_id = trigger.patient.partition("/")[2]
     plan_value = f"{pathway}|{patient_id}|{trigger.resource['id']}"
     plans = handling.search(
-        "CarePlan", [("identifier", f"{CAREPLAN_IDENTIFIER}|{token_escape(plan_value)}")]
+        "CarePlan", [("identifier", f"{CAREPLAN_IDENTIFIER}|{escape(plan_value)}")]
     )
     careplan = f"CarePlan/{plans[0]['id']}" if plans else None
     author = (plans[0].get("author") or {}).get("reference") if plans else None

@@ -16,9 +16,8 @@ from adapters.hl7v2.identifiers import Authorities, Authority
 from adapters.hl7v2.timestamps import Moment, moment
 from fhir_server.engine.engine import Engine
 from fhir_server.engine.interaction import Context, Interaction, Kind, Params
+from fhir_server.engine.lookup import read
 from fhir_server.engine.unit_of_work import UnitOfWork
-from fhir_server.errors import FhirError
-from fhir_server.formats.json_format import loads
 
 
 class Interactions:
@@ -34,13 +33,7 @@ class Interactions:
 
     def read(self, type_: str, id_: str) -> dict[str, Any] | None:
         """The current content of a resource; None when unknown or deleted."""
-        try:
-            outcome = self._run(Interaction(Kind.READ, type_, id_))
-        except FhirError as error:
-            if error.status in (404, 410):
-                return None
-            raise
-        return loads(outcome.body)
+        return read(self.engine, self.uow, self.context, f"{type_}/{id_}")
 
     def find(self, type_: str, params: Params) -> str | None:
         """The id of the one resource matching the criteria, None if none; several is a 412.

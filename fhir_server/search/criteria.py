@@ -118,6 +118,13 @@ def split_values(raw: str) -> list[str]:
     return values
 
 
+def escape(value: str) -> str:
+    """A value as written in a token search (`\\`, `|`, `,` and `$` escaped)."""
+    for char in ("\\", "|", ",", "$"):
+        value = value.replace(char, "\\" + char)
+    return value
+
+
 def unescape(value: str) -> str:
     return value.replace("\\|", "|").replace("\\$", "$").replace("\\\\", "\\")
 
