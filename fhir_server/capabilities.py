@@ -34,19 +34,33 @@ _SYSTEM_INTERACTIONS = ["transaction", "batch", "search-system", "history-system
 _COMMON = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source")
 
 
+SMART_OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+# Written by the server only when it audits (fhir_server.security).
+AUDIT_TRAIL = "AuditEvent"
+
+
 def capability_statement(engine: Engine, context: Context) -> dict[str, Any]:
     operations = tuple(sorted(engine.operations.values(), key=lambda o: o.name))
-    return _statement(engine.search.registry, context.base_url, operations)
+    settings = engine.settings
+    own_issuer = settings.auth_jwks is None
+    secured = settings.security_enabled
+    return _statement(engine.search.registry, context.base_url, operations, secured, own_issuer)
 
 
 @lru_cache(maxsize=8)
 def _statement(
-    registry: Registry, base_url: str, operations: tuple[Operation, ...]
+    registry: Registry,
+    base_url: str,
+    operations: tuple[Operation, ...],
+    secured: bool,
+    own_issuer: bool,
 ) -> dict[str, Any]:
+    read_only = READ_ONLY_TYPES | ({AUDIT_TRAIL} if secured else set())
     resources = []
     for type_ in sorted(resource_types()):
         params = registry.for_type(type_)
-        writable = type_ not in READ_ONLY_TYPES
+        writable = type_ not in read_only
         resources.append(
             {
                 "type": type_,
@@ -97,6 +111,7 @@ def _statement(
         "rest": [
             {
                 "mode": "server",
+                **(_security(base_url, own_issuer) if secured else {}),
                 "resource": resources,
                 "interaction": [{"code": code} for code in _SYSTEM_INTERACTIONS],
                 "searchParam": [
@@ -108,6 +123,26 @@ def _statement(
             }
         ],
     }
+
+
+def _security(base_url: str, own_issuer: bool) -> dict[str, Any]:
+    """SMART App Launch's declaration (conformance.html): OAuth2 bearer tokens; the token
+    endpoint when the server issues tokens itself (client credentials)."""
+    security: dict[str, Any] = {
+        "cors": False,
+        "service": [{"coding": [{"system": SECURITY_SERVICE, "code": "SMART-on-FHIR"}]}],
+        "description": "OAuth2 bearer tokens (JWT) with SMART v2 scopes; access by role, care "
+        "team, tasks, pathways and the patient's consent; every access audited. See "
+        f"{base_url}/.well-known/smart-configuration",
+    }
+    if own_issuer:
+        security["extension"] = [
+            {
+                "url": SMART_OAUTH_URIS,
+                "extension": [{"url": "token", "valueUri": f"{base_url}/auth/token"}],
+            }
+        ]
+    return {"security": security}
 
 
 def _operations(operations: Iterable[Operation]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import logging
 import typer
 
 from fhir_server.plugins import CLI_GROUP, registrations
+from fhir_server.security.principal import ROLES
 from fhir_server.settings import get_settings
 
 app = typer.Typer(help="CPTS FHIR server", no_args_is_help=True)
@@ -75,6 +76,72 @@ def reindex(
         total = rebuild(server, type_ or None, progress=lambda n: progress.advance(task, n))
     server.close()
     typer.echo(f"{total} resources reindexed")
+
+
+@app.command()
+def token(
+    role: list[str] = typer.Option(None, "--role", help="A role (repeatable): " + ", ".join(ROLES)),
+    practitioner: str | None = typer.Option(
+        None, help="The user: Practitioner/123 (or 123), or PractitionerRole/..."
+    ),
+    patient: str | None = typer.Option(None, help="Launch context: the patient's id."),
+    client: str | None = typer.Option(None, help="A system client id: a token without user."),
+    scope: str | None = typer.Option(
+        None,
+        help="SMART scopes; default system/*.cruds with --client, patient/*.rs with --patient, "
+        "else user/*.cruds (the roles still limit what is allowed).",
+    ),
+    lifetime: int | None = typer.Option(
+        None, min=1, help="Seconds; default FHIR_AUTH_TOKEN_LIFETIME."
+    ),
+) -> None:
+    """Print a bearer token signed with the server's local key (FHIR_AUTH_LOCAL_KEY), which a
+    server with the same settings accepts: `TOKEN=$(python -m fhir_server token ...)`."""
+    from fhir_server.security.tokens import LocalIssuer, NotIssuer, patient_id
+
+    if client is not None and (practitioner is not None or patient is not None):
+        raise typer.BadParameter("a --client token has no --practitioner nor --patient")
+    if client is None and practitioner is None and patient is None:
+        raise typer.BadParameter("name the user (--practitioner), --patient or --client")
+    fhir_user = None
+    if practitioner is not None:
+        fhir_user = practitioner if "/" in practitioner else f"Practitioner/{practitioner}"
+        if not fhir_user.startswith(("Practitioner/", "PractitionerRole/")):
+            raise typer.BadParameter("not a Practitioner", param_hint="--practitioner")
+    launch = None if patient is None else patient_id(patient)
+    if patient is not None and launch is None:
+        raise typer.BadParameter("not a Patient id", param_hint="--patient")
+    if scope is None:
+        scope = "system/*.cruds" if client else "patient/*.rs" if patient else "user/*.cruds"
+    try:
+        typer.echo(
+            LocalIssuer(get_settings()).issue(
+                subject=client or fhir_user or f"Patient/{launch}",
+                roles=role or [],
+                scope=scope,
+                fhir_user=fhir_user,
+                patient=launch,
+                client_id=client,
+                lifetime=lifetime,
+            )
+        )
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    except NotIssuer as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command("client-secret")
+def client_secret() -> None:
+    """Print a new random client secret, and the secret_hash to store in FHIR_AUTH_CLIENTS."""
+    import secrets
+
+    from fhir_server.security.clients import hash_secret
+
+    secret = secrets.token_urlsafe(32)
+    typer.echo(f"secret: {secret}")
+    typer.echo(f"secret_hash: {hash_secret(secret)}")
 
 
 for register in registrations(CLI_GROUP):

@@ -33,6 +33,8 @@ class FhirError(Exception):
 
     status: int
     issues: list[Issue] = field(default_factory=list)
+    # The interaction that failed, set by the engine: what the audit trail records of a refusal.
+    interaction: Any = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         return "; ".join(issue.diagnostics for issue in self.issues)

@@ -49,6 +49,42 @@ class Settings(BaseSettings):
         "when `worker` processes do it.",
     )
     migrate_on_start: bool = Field(default=True, description="Apply migrations at start-up.")
+    security_enabled: bool = Field(
+        default=True,
+        description="Authenticate every request, authorise it and audit it (docs/security.md). "
+        "false: no token needed, nothing audited; for benchmarks and tests of other subsystems "
+        "only.",
+    )
+    auth_issuer: str = Field(
+        default="cpts-fhir-local",
+        description="The `iss` tokens must carry: Pro Santé Connect's issuer in production; "
+        "by default the server's own, which signs with its local key.",
+    )
+    auth_jwks: str | None = Field(
+        default=None,
+        description="The issuer's public keys: a JWKS file path or an https URL (cached). "
+        "Unset: the local key (`auth_local_key`).",
+    )
+    auth_local_key: Path = Field(
+        default=Path("data") / "auth-signing-key.pem",
+        description="The server's own signing key (EC P-256, PEM), created on first use: signs "
+        "the tokens of `python -m fhir_server token` and of the client-credentials endpoint.",
+    )
+    auth_audience: str = Field(
+        default="cpts-fhir", description="The `aud` every token must be issued for."
+    )
+    auth_algorithms: str = Field(
+        default="ES256,RS256,PS256", description="Signature algorithms accepted (never none)."
+    )
+    auth_role_claim: str = Field(
+        default="role", description="The claim holding the caller's roles (string or list)."
+    )
+    auth_clients: Path | None = Field(
+        default=None,
+        description="JSON file of the system clients allowed the client-credentials grant "
+        "(docs/security.md).",
+    )
+    auth_token_lifetime: int = Field(default=3600, description="Seconds a local token lasts.")
 
 
 @lru_cache

@@ -68,7 +68,9 @@ class LiveServer:
 
 def make_server(url: str, load_conformance: bool = False, **overrides: object) -> Server:
     """A server without plugins; the conformance resources (1,300 SearchParameters, seconds to
-    load) only where a test asks for them."""
+    load) only where a test asks for them. Security is off unless a test turns it on: the
+    suites of the other subsystems test FHIR behaviour, tests/security tests who may see it."""
+    overrides.setdefault("security_enabled", False)
     return Server(
         Settings(database_url=url, **overrides),
         load_plugins=False,

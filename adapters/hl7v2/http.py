@@ -11,8 +11,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from adapters.hl7v2.receiver import Receiver
-from fhir_server.errors import bad_request
+from fhir_server.errors import FhirError, bad_request
+from fhir_server.rest.authentication import principal
 from fhir_server.rest.negotiation import read_body
+from fhir_server.security.principal import HOSPITAL
 
 PATH = "/hl7v2"
 MEDIA_TYPE = "application/hl7-v2"
@@ -27,11 +29,14 @@ def receiver(request: Request) -> Receiver:
 
 
 async def receive(request: Request) -> Response:
+    caller = principal(request)
+    if caller is not None and HOSPITAL not in caller.roles:
+        raise FhirError.of(403, "forbidden", "Only hospital systems send HL7 v2 messages")
     door = receiver(request)
     body = await read_body(request, door.settings.max_message_bytes)
     if not body.strip():
         raise bad_request("The body must be one HL7 v2 message (ER7)")
-    ack = await run_in_threadpool(door.receive, body)
+    ack = await run_in_threadpool(door.receive, body, caller)
     return Response(content=ack, media_type=MEDIA_TYPE)
 
 

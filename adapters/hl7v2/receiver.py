@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -36,6 +37,8 @@ from fhir_server.engine.interaction import Context
 from fhir_server.engine.unit_of_work import UnitOfWork
 from fhir_server.engine.versioning import now
 from fhir_server.errors import FhirError
+from fhir_server.security.principal import HOSPITAL, Principal
+from fhir_server.security.scopes import Scopes
 from fhir_server.server import Server
 from fhir_server.storage import journal
 
@@ -59,6 +62,17 @@ _SEGMENTS = {
 }
 
 
+def door_principal(settings: Hl7v2Settings) -> Principal:
+    """Who sends over MLLP (no tokens there): the hospital system the listener serves, as a
+    system client; its TLS client certificate, when required, is what authenticates it."""
+    return Principal(
+        subject=settings.client_id,
+        roles=frozenset({HOSPITAL}),
+        scopes=Scopes.parse("system/*.cruds"),
+        client_id=settings.client_id,
+    )
+
+
 class Receiver:
     """Turns HL7 v2 messages into FHIR through a server's engine, one unit of work each."""
 
@@ -68,11 +82,14 @@ class Receiver:
         self.zone = ZoneInfo(server.settings.timezone)
         self.authorities = Authorities(parse_authorities(self.settings.authorities))
         base_url = server.settings.base_url or Context.base_url
-        self.context = Context(base_url=base_url, source=DOOR)
+        door = door_principal(self.settings) if server.settings.security_enabled else None
+        self.context = Context(base_url=base_url, source=DOOR, principal=door)
 
-    def receive(self, raw: bytes) -> bytes:
-        """The ACK of one message (the bytes between the MLLP frame, or an HTTP body)."""
+    def receive(self, raw: bytes, principal: Principal | None = None) -> bytes:
+        """The ACK of one message (the bytes between the MLLP frame, or an HTTP body), sent by
+        `principal` (an HTTP caller), else by the door's own client (MLLP)."""
         started, received_at = time.perf_counter(), now()
+        context = replace(self.context, principal=principal or self.context.principal)
         header = read_header(raw)
         if header is None:
             error = MessageError(
@@ -83,7 +100,7 @@ class Receiver:
             ack = acknowledgment(None, REJECT, self.settings, self.zone, error)
             self.server.engine.in_transaction(
                 True,
-                self.context,
+                context,
                 lambda uow: journal.record(
                     uow.conn, DOOR, "", None, received_at, "", raw, ack, journal.REJECTED
                 ),
@@ -95,13 +112,13 @@ class Receiver:
             handler = self._handler(message)
             ack, outcome = self.server.engine.in_transaction(
                 True,
-                self.context,
-                lambda uow: self._process(uow, message, handler, raw, received_at),
+                context,
+                lambda uow: self._process(uow, context, message, handler, raw, received_at),
             )
         except MessageError as error:
-            ack, outcome = self._refuse(header, raw, received_at, error)
+            ack, outcome = self._refuse(context, header, raw, received_at, error)
         except FhirError as error:
-            ack, outcome = self._refuse(header, raw, received_at, _from_fhir(error))
+            ack, outcome = self._refuse(context, header, raw, received_at, _from_fhir(error))
         except DBAPIError:
             raise  # the database is unavailable: no ACK, the sender will send again
         except Exception as exc:  # the type and the place of the failure, never the message
@@ -112,7 +129,7 @@ class Receiver:
                 exc_info=(type(exc), None, exc.__traceback__),
             )
             error = MessageError(ErrorCode.INTERNAL_ERROR, "Internal error of the receiver")
-            ack, outcome = self._refuse(header, raw, received_at, error)
+            ack, outcome = self._refuse(context, header, raw, received_at, error)
         log.info(
             "hl7v2 %s %s in %.1f ms",
             header.message_type or "?",
@@ -150,6 +167,7 @@ class Receiver:
     def _process(
         self,
         uow: UnitOfWork,
+        context: Context,
         message: Message,
         handler: Handler,
         raw: bytes,
@@ -162,7 +180,7 @@ class Receiver:
         handler(
             Translation(
                 message,
-                Interactions(self.server.engine, uow, self.context),
+                Interactions(self.server.engine, uow, context),
                 self.authorities,
                 self.zone,
             )
@@ -199,7 +217,12 @@ class Receiver:
         )
 
     def _refuse(
-        self, header: Header, raw: bytes, received_at: datetime, error: MessageError
+        self,
+        context: Context,
+        header: Header,
+        raw: bytes,
+        received_at: datetime,
+        error: MessageError,
     ) -> tuple[bytes, str]:
         outcome = journal.REJECTED if error.rejects else journal.ERROR
         ack = acknowledgment(
@@ -227,7 +250,7 @@ class Receiver:
             return ack
 
         log.info("hl7v2 %s refused: HL7 error %d", header.message_type or "?", error.code)
-        return self.server.engine.in_transaction(True, self.context, work), outcome
+        return self.server.engine.in_transaction(True, context, work), outcome
 
     def replay(self, since: datetime, outcomes: frozenset[str]) -> dict[str, int]:
         """Receive again the journaled messages of the given outcomes since `since` (after the

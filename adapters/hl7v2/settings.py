@@ -40,6 +40,11 @@ class Hl7v2Settings(BaseSettings):
         description="PEM bundle of the authorities of client certificates: when set, every "
         "MLLP client must present a certificate they signed.",
     )
+    client_id: str = Field(
+        default="hl7v2-mllp",
+        description="The system client the MLLP listener acts for, in the audit trail: its "
+        "senders get the hospital role.",
+    )
     max_message_bytes: int = Field(
         default=32 * 1024 * 1024,
         description="Largest message accepted (a discharge letter with its PDF is megabytes).",

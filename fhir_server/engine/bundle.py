@@ -82,7 +82,7 @@ def process_bundle(engine: Engine, interaction: Interaction, context: Context) -
 def _transaction(engine: Engine, uow: UnitOfWork, entries: list[Entry], ctx: Context) -> Outcome:
     uow.touched.clear()
     uow.changes.clear()
-    _resolve_references(engine, uow, entries)
+    _resolve_references(engine, uow, entries, ctx)
     responses: dict[int, dict[str, Any]] = {}
     for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
         before = set(uow.touched)
@@ -215,7 +215,9 @@ def _patch_of(resource: Any, where: str) -> tuple[Any, PatchFormat]:
 # -- references between entries -------------------------------------------------------------------
 
 
-def _resolve_references(engine: Engine, uow: UnitOfWork, entries: list[Entry]) -> None:
+def _resolve_references(
+    engine: Engine, uow: UnitOfWork, entries: list[Entry], ctx: Context
+) -> None:
     """Give every created entry its id now, then point references at the ids."""
     ids: dict[str, str] = {}
     for entry in entries:
@@ -223,7 +225,7 @@ def _resolve_references(engine: Engine, uow: UnitOfWork, entries: list[Entry]) -
         target_id: str | None = None
         if ix.kind is Kind.CREATE:
             existing = (
-                engine.matches(uow, ix.type, ix.if_none_exist, "If-None-Exist")
+                engine.matches(uow, ix.type, ix.if_none_exist, "If-None-Exist", ctx)
                 if ix.if_none_exist is not None
                 else []
             )
@@ -231,7 +233,7 @@ def _resolve_references(engine: Engine, uow: UnitOfWork, entries: list[Entry]) -
             ix.id = target_id
         elif ix.kind is Kind.UPDATE:
             if ix.id is None:
-                found = engine.matches(uow, ix.type, ix.params, "conditional update")
+                found = engine.matches(uow, ix.type, ix.params, "conditional update", ctx)
                 target_id = found[0] if found else (ix.resource.get("id") or str(uuid.uuid4()))
                 ix.id, ix.params = target_id, []
                 if found and ix.resource.get("id") not in (None, target_id):

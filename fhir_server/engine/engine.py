@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -20,7 +20,15 @@ from fhir_server.capabilities import capability_statement
 from fhir_server.engine.bundle import process_bundle
 from fhir_server.engine.history import history_bundle
 from fhir_server.engine.hooks import HookPoint, Hooks
-from fhir_server.engine.interaction import Context, Interaction, Kind, Outcome, Params, PatchFormat
+from fhir_server.engine.interaction import (
+    Context,
+    Interaction,
+    Kind,
+    Outcome,
+    Params,
+    PatchFormat,
+    Visibility,
+)
 from fhir_server.engine.unit_of_work import Change, UnitOfWork
 from fhir_server.engine.versioning import content_hash, now, stamp
 from fhir_server.errors import (
@@ -54,7 +62,18 @@ class SearchService(Protocol):
 
     def index(self, uow: UnitOfWork, resource_pk: int, type_: str, resource: dict) -> None: ...
 
-    def match(self, uow: UnitOfWork, type_: str, params: Params, limit: int) -> list[str]: ...
+    def match(
+        self,
+        uow: UnitOfWork,
+        type_: str,
+        params: Params,
+        limit: int,
+        visibility: Visibility | None = None,
+    ) -> list[str]: ...
+
+    def visible(
+        self, uow: UnitOfWork, visibility: Visibility, type_: str, ids: Collection[str]
+    ) -> set[str]: ...
 
     def search(
         self, engine: Engine, uow: UnitOfWork, interaction: Interaction, context: Context
@@ -91,9 +110,8 @@ class Engine:
         """Run one interaction in its own database transaction, retrying write conflicts."""
         if interaction.kind in (Kind.BATCH, Kind.TRANSACTION):
             return process_bundle(self, interaction, context)
-        self.hooks.run(HookPoint.BEFORE_INTERACTION, context, interaction)
         return self.in_transaction(
-            self.writes(interaction), context, lambda uow: self.dispatch(uow, interaction, context)
+            self.writes(interaction), context, lambda uow: self.run(uow, interaction, context)
         )
 
     def writes(self, interaction: Interaction) -> bool:
@@ -109,9 +127,16 @@ class Engine:
     def in_transaction(self, write: bool, context: Context, work: Callable[[UnitOfWork], T]) -> T:
         """Run `work` in a unit of work, committed at the end, retried on write conflicts."""
         for _ in range(_RETRIES):
+            uow: UnitOfWork | None = None
             try:
                 with self.unit_of_work(write) as uow:
                     outcome = work(uow)
+                    uow.repository.flush()
+                    self.hooks.run(HookPoint.BEFORE_COMMIT, context, uow)
+            except FhirError as exc:
+                if uow is not None:
+                    self.hooks.run(HookPoint.AFTER_TRANSACTION, context, uow, exc)
+                raise
             except _Retry:
                 continue
             except IntegrityError:
@@ -122,20 +147,28 @@ class Engine:
                 raise
             if uow.changes:
                 self.hooks.run(HookPoint.AFTER_COMMIT, context, uow.changes)
+            self.hooks.run(HookPoint.AFTER_TRANSACTION, context, uow, None)
             return outcome
         raise conflict(f"Concurrent writers kept changing the same resources ({_RETRIES} tries)")
 
     @contextmanager
     def unit_of_work(self, write: bool) -> Iterator[UnitOfWork]:
         with self.database.transaction(write) as conn:
-            uow = UnitOfWork(conn, self.database.is_postgres)
+            uow = UnitOfWork(conn, self.database.is_postgres, write)
             yield uow
             uow.repository.flush()  # buffered index rows go in before the commit
 
     def run(self, uow: UnitOfWork, interaction: Interaction, context: Context) -> Outcome:
         """Run an interaction inside an existing unit of work (bundle entries, consumers)."""
-        self.hooks.run(HookPoint.BEFORE_INTERACTION, context, interaction)
-        return self.dispatch(uow, interaction, context)
+        try:
+            self.hooks.run(HookPoint.BEFORE_INTERACTION, context, interaction)
+            outcome = self.dispatch(uow, interaction, context)
+        except FhirError as exc:
+            if exc.interaction is None:  # the innermost interaction is the one refused
+                exc.interaction = interaction
+            raise
+        self.hooks.run(HookPoint.AFTER_INTERACTION, context, uow, interaction, outcome)
+        return outcome
 
     def dispatch(self, uow: UnitOfWork, interaction: Interaction, context: Context) -> Outcome:
         if interaction.type is not None and not is_resource_type(interaction.type):
@@ -149,10 +182,11 @@ class Engine:
 
     # -- reads -----------------------------------------------------------------------------------
 
-    def read(self, uow: UnitOfWork, ix: Interaction, _ctx: Context) -> Outcome:
+    def read(self, uow: UnitOfWork, ix: Interaction, ctx: Context) -> Outcome:
         stored = uow.repository.read(ix.type, ix.id) if ID_PATTERN.fullmatch(ix.id or "") else None
         if stored is None:
             raise not_found(f"{ix.type}/{ix.id} is not known")
+        self.check_visible(uow, ctx, ix.type, ix.id)
         if stored.body is None:
             raise _gone(stored)
         if ix.if_none_match == str(stored.version) or (
@@ -162,21 +196,36 @@ class Engine:
             return _outcome(304, stored, with_body=False)
         return _outcome(200, stored)
 
-    def vread(self, uow: UnitOfWork, ix: Interaction, _ctx: Context) -> Outcome:
+    def vread(self, uow: UnitOfWork, ix: Interaction, ctx: Context) -> Outcome:
         version = int(ix.version) if (ix.version or "").isdigit() else 0
         stored = uow.repository.read_version(ix.type, ix.id, version) if version else None
         if stored is None:
             raise not_found(f"{ix.type}/{ix.id}/_history/{ix.version} is not known")
+        self.check_visible(uow, ctx, ix.type, ix.id)
         if stored.body is None:
             raise _gone(stored)
         return _outcome(200, stored)
 
     # -- writes ----------------------------------------------------------------------------------
 
+    def check_visible(self, uow: UnitOfWork, ctx: Context, type_: str, id_: str) -> None:
+        """Refuse (403) a resource the caller may not see; a deleted one is judged by its
+        last content's place (its index rows are gone: the caller sees a 410 only if the type
+        is open to them)."""
+        if ctx.visibility is not None and id_ not in self.search.visible(
+            uow, ctx.visibility, type_, [id_]
+        ):
+            raise FhirError.of(
+                403,
+                "forbidden",
+                f"{type_}/{id_} belongs to a patient outside your care (care team, tasks, "
+                "pathways or consent)",
+            )
+
     def create(self, uow: UnitOfWork, ix: Interaction, ctx: Context) -> Outcome:
         resource = _checked(ix.resource, ix.type)
         if ix.if_none_exist is not None:
-            matches = self.matches(uow, ix.type, ix.if_none_exist, "If-None-Exist")
+            matches = self.matches(uow, ix.type, ix.if_none_exist, "If-None-Exist", ctx)
             if matches:
                 return self.read(uow, Interaction(Kind.READ, ix.type, matches[0]), ctx)
         id_ = ix.id or str(uuid.uuid4())  # a transaction assigns ids before its entries run
@@ -186,7 +235,7 @@ class Engine:
         resource = _checked(ix.resource, ix.type)
         id_ = ix.id
         if id_ is None:  # conditional update
-            matches = self.matches(uow, ix.type, ix.params, "conditional update")
+            matches = self.matches(uow, ix.type, ix.params, "conditional update", ctx)
             if matches:
                 id_ = matches[0]
                 if resource.get("id") not in (None, id_):
@@ -211,7 +260,7 @@ class Engine:
         )
 
     def patch(self, uow: UnitOfWork, ix: Interaction, ctx: Context) -> Outcome:
-        id_ = ix.id or self.single_match(uow, ix.type, ix.params, "conditional patch")
+        id_ = ix.id or self.single_match(uow, ix.type, ix.params, "conditional patch", ctx)
         current = uow.repository.current(ix.type, id_, for_update=True)
         stored = uow.repository.read(ix.type, id_) if current else None
         if stored is None:
@@ -243,7 +292,7 @@ class Engine:
 
     def delete(self, uow: UnitOfWork, ix: Interaction, ctx: Context) -> Outcome:
         if ix.id is None:  # conditional delete
-            matches = self.matches(uow, ix.type, ix.params, "conditional delete")
+            matches = self.matches(uow, ix.type, ix.params, "conditional delete", ctx)
             if not matches:
                 return Outcome(204, issues=[_info("No resource matched: nothing was deleted")])
             id_ = matches[0]
@@ -341,6 +390,17 @@ class Engine:
             created=not exists,
         )
 
+    def append(self, uow: UnitOfWork, type_: str, resource: dict[str, Any]) -> str:
+        """Store a resource the server writes about itself (an AuditEvent): a new id, version
+        1, indexed, with no hook and no outbox event: nothing reacts to it and no rule of the
+        pipeline applies to the server's own records."""
+        id_, when = str(uuid.uuid4()), now()
+        stamped = stamp(resource, id_, 1, when)
+        pk = uow.repository.insert_resource(type_, id_, 1, when, content_hash(stamped))
+        uow.repository.insert_version(pk, type_, id_, 1, when, "POST", dumps(stamped))
+        self.search.index(uow, pk, type_, stamped)
+        return id_
+
     def _record(self, uow: UnitOfWork, change: Change) -> None:
         key = (change.type, change.id)
         uow.touched.add(key)
@@ -364,8 +424,11 @@ class Engine:
 
     # -- conditional interactions ----------------------------------------------------------------
 
-    def matches(self, uow: UnitOfWork, type_: str, params: Params, what: str) -> list[str]:
-        """Ids matching conditional criteria: none or one; several is a 412."""
+    def matches(
+        self, uow: UnitOfWork, type_: str, params: Params, what: str, ctx: Context
+    ) -> list[str]:
+        """Ids matching conditional criteria: none or one; several is a 412. A caller who sees
+        part of the data matches within it only."""
         if not params:
             raise bad_request(f"{what} needs search criteria")
         if uow.repository.is_postgres:  # two concurrent conditional creates must not both create
@@ -373,13 +436,15 @@ class Engine:
             uow.conn.execute(
                 text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
             )
-        found = self.search.match(uow, type_, params, limit=2)
+        found = self.search.match(uow, type_, params, limit=2, visibility=ctx.visibility)
         if len(found) > 1:
             raise precondition_failed(f"{what}: several {type_} resources match the criteria")
         return found
 
-    def single_match(self, uow: UnitOfWork, type_: str, params: Params, what: str) -> str:
-        found = self.matches(uow, type_, params, what)
+    def single_match(
+        self, uow: UnitOfWork, type_: str, params: Params, what: str, ctx: Context
+    ) -> str:
+        found = self.matches(uow, type_, params, what, ctx)
         if not found:
             raise not_found(f"{what}: no {type_} matches the criteria")
         return found[0]
@@ -387,6 +452,8 @@ class Engine:
     # -- the rest --------------------------------------------------------------------------------
 
     def history(self, uow: UnitOfWork, ix: Interaction, ctx: Context) -> Outcome:
+        if ix.kind is Kind.HISTORY_INSTANCE and uow.repository.current(ix.type, ix.id):
+            self.check_visible(uow, ctx, ix.type, ix.id)
         return Outcome(200, resource=history_bundle(self, uow, ix, ctx))
 
     def search_interaction(self, uow: UnitOfWork, ix: Interaction, ctx: Context) -> Outcome:

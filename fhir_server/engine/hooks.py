@@ -7,8 +7,14 @@ callable on a point instead of changing the engine:
   `FhirError` to refuse. Runs for each entry of a batch or transaction too.
 - `BEFORE_STORAGE(context, change, unit_of_work)`: inside the database transaction, with the
   resource about to be stored (mutable) and the previous version; raise to refuse.
+- `AFTER_INTERACTION(context, unit_of_work, interaction, outcome)`: each interaction (each
+  entry of a bundle too) once its handler returned, inside the transaction.
+- `BEFORE_COMMIT(context, unit_of_work)`: after the last interaction of a unit of work, its
+  index rows written; raise to roll it all back.
 - `AFTER_COMMIT(context, changes)`: in-process, once the transaction is committed. Durable
   after-commit work reads the outbox instead (`fhir_server.outbox`).
+- `AFTER_TRANSACTION(context, unit_of_work, error)`: after the commit, or after the rollback
+  that a `FhirError` caused (`error`): work that needs a transaction of its own.
 """
 
 from __future__ import annotations
@@ -22,7 +28,10 @@ from typing import Any
 class HookPoint(StrEnum):
     BEFORE_INTERACTION = "before_interaction"
     BEFORE_STORAGE = "before_storage"
+    AFTER_INTERACTION = "after_interaction"
+    BEFORE_COMMIT = "before_commit"
     AFTER_COMMIT = "after_commit"
+    AFTER_TRANSACTION = "after_transaction"
 
 
 Hook = Callable[..., Any]

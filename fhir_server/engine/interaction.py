@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
+
+from sqlalchemy import ColumnElement, FromClause
 
 from fhir_server.errors import Issue
 
@@ -80,12 +83,29 @@ class Interaction:
         return self.kind in WRITES
 
 
+class Visibility(Protocol):
+    """Which stored resources a caller may see, as SQL: every query that returns resources
+    (search matches, chained and `_has` targets, includes, totals, reads) adds the condition,
+    so that nothing the caller may not see is returned or counted."""
+
+    def condition(self, r: FromClause, types: Sequence[str]) -> ColumnElement[bool] | None:
+        """The condition on resource rows `r` of `types`; None when all of them are visible."""
+        ...
+
+
 @dataclass
 class Context:
-    """Who asks and from where: read by hooks (authorisation, audit), set by the door."""
+    """Who asks and from where: read by hooks (authorisation, audit), set by the door.
+
+    `principal` is the authenticated caller (`fhir_server.security`); None is the server
+    itself (pathway consumers, sweeps, start-up loading) or a server whose security is off.
+    `visibility` is set by the authorisation hook for callers who see part of the data only.
+    """
 
     base_url: str = "http://localhost:8080"
     source: str = "rest"  # rest, transaction, hl7v2, cda, mssante, pathway, ...
+    principal: Any = None
+    visibility: Visibility | None = None
 
 
 @dataclass
@@ -103,6 +123,8 @@ class Outcome:
     last_updated: datetime | None = None
     created: bool = False
     issues: list[Issue] = field(default_factory=list)
+    # (type, id, body) of every resource a read, search or history returned: for the audit.
+    returned: list[tuple[str, str, bytes | None]] = field(default_factory=list)
 
     @property
     def location(self) -> str | None:

@@ -40,9 +40,13 @@ class Change:
 
 
 class UnitOfWork:
-    def __init__(self, conn: Connection, is_postgres: bool) -> None:
+    def __init__(self, conn: Connection, is_postgres: bool, write: bool = True) -> None:
         self.conn = conn
+        self.write = write  # whether the transaction may write (SQLite: holds the write lock)
         self.repository = Repository(conn, is_postgres)
         self.changes: list[Change] = []
         # Resources written in this unit of work, for a transaction's overlap check.
         self.touched: set[tuple[str, str]] = set()
+        # AuditEvents of the accesses made in this unit of work, stored before it commits
+        # (or, for reads and refusals, just after).
+        self.trail: list[dict[str, Any]] = []

@@ -16,8 +16,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from fhir_server import __version__
 from fhir_server.errors import FhirError
 from fhir_server.plugins import ROUTES_GROUP, registrations
+from fhir_server.rest import auth
+from fhir_server.rest.authentication import Unauthenticated
 from fhir_server.rest.negotiation import error_response
-from fhir_server.rest.routes import router
+from fhir_server.rest.routes import public, router
 from fhir_server.server import Server
 from fhir_server.settings import Settings, get_settings
 
@@ -51,13 +53,18 @@ def create_app(settings: Settings | None = None, server: Server | None = None) -
     )
     app.add_middleware(AccessLog)
     app.state.server = server
+    app.include_router(public)
+    app.include_router(auth.router)  # before the FHIR routes: /{type}/{id} would take them
     app.include_router(router)
     for register in registrations(ROUTES_GROUP):
         register(app)
 
     @app.exception_handler(FhirError)
     async def fhir_error(request: Request, exc: FhirError) -> Response:
-        return error_response(request, exc)
+        response = error_response(request, exc)
+        if isinstance(exc, Unauthenticated):
+            response.headers["WWW-Authenticate"] = exc.challenge
+        return response
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from fhir_server.engine.interaction import Context, Interaction, Kind, PatchFormat, Return
 from fhir_server.errors import FhirError, bad_request
 from fhir_server.rest import negotiation as n
+from fhir_server.rest.authentication import authenticate
 
-router = APIRouter()
+public = APIRouter()  # discovery: no token needed
+router = APIRouter(dependencies=[Depends(authenticate)])
 
 
 def _params(request: Request) -> list[tuple[str, str]]:
@@ -28,7 +30,8 @@ async def _execute(request: Request, interaction: Interaction) -> Response:
     interaction.prefer_return = prefer
     interaction.strict = n.prefer_strict(request)
     server = request.app.state.server
-    context = Context(base_url=n.base_url(request), source="rest")
+    caller = getattr(request.state, "principal", None)
+    context = Context(base_url=n.base_url(request), source="rest", principal=caller)
     outcome = await run_in_threadpool(server.engine.execute, interaction, context)
     # Prefer shapes the response of a write; a batch or transaction applies it to its entries.
     return n.render(
@@ -48,12 +51,12 @@ async def _resource_body(request: Request) -> dict:
     return resource
 
 
-@router.get("/metadata")
+@public.get("/metadata")
 async def capabilities(request: Request) -> Response:
     return await _execute(request, Interaction(Kind.CAPABILITIES))
 
 
-@router.api_route("/metadata", methods=["POST", "PUT", "PATCH", "DELETE"])
+@public.api_route("/metadata", methods=["POST", "PUT", "PATCH", "DELETE"])
 async def capabilities_read_only(request: Request) -> Response:
     raise FhirError.of(405, "not-supported", f"{request.method} is not allowed on /metadata")
 

@@ -4,6 +4,7 @@ criteria, sorting, keyset paging, totals, `_include`/`_revinclude`, searchset Bu
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,14 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
 from fhir_server.engine import paging
-from fhir_server.engine.interaction import Context, Interaction, Kind, Outcome, Params
+from fhir_server.engine.interaction import (
+    Context,
+    Interaction,
+    Kind,
+    Outcome,
+    Params,
+    Visibility,
+)
 from fhir_server.engine.unit_of_work import UnitOfWork
 from fhir_server.engine.versioning import instant, now
 from fhir_server.errors import FhirError, Issue, bad_request
@@ -56,19 +64,45 @@ class Search:
 
     # -- read side ---------------------------------------------------------------------------
 
-    def match(self, uow: UnitOfWork, type_: str, params: Params, limit: int) -> list[str]:
+    def match(
+        self,
+        uow: UnitOfWork,
+        type_: str,
+        params: Params,
+        limit: int,
+        visibility: Visibility | None = None,
+    ) -> list[str]:
         """Ids of the resources matching criteria (conditional interactions): strict parsing."""
-        request = self.parse([type_], params, strict=True)
+        request = self.parse([type_], params, strict=True, visibility=visibility)
         uow.repository.flush()
         r = RESOURCE
-        stmt = select(r.c.id).where(*self._where(request, None)).order_by(r.c.pk)
+        where = self._where(request, None, visibility)
+        stmt = select(r.c.id).where(*where).order_by(r.c.pk)
         return list(uow.conn.execute(stmt.limit(limit)).scalars())
 
+    def visible(
+        self, uow: UnitOfWork, visibility: Visibility, type_: str, ids: Collection[str]
+    ) -> set[str]:
+        """Those of the resources `type_`/`ids` the caller may see (their current index rows
+        decide)."""
+        r = RESOURCE
+        condition = visibility.condition(r, [type_])
+        if condition is None:
+            return set(ids)
+        uow.repository.flush()
+        stmt = select(r.c.id).where(r.c.type == type_, r.c.id.in_(list(ids)), condition)
+        return set(uow.conn.execute(stmt).scalars())
+
     def parse(
-        self, types: list[str], params: Params, strict: bool, base_url: str = ""
+        self,
+        types: list[str],
+        params: Params,
+        strict: bool,
+        base_url: str = "",
+        visibility: Visibility | None = None,
     ) -> SearchRequest:
         request = SearchRequest(types=types)
-        builder = SqlBuilder(self.registry, self.local_zone, base_url)
+        builder = SqlBuilder(self.registry, self.local_zone, base_url, visibility)
         for name, value in params:
             try:
                 self._parse_one(request, name, value, builder)
@@ -117,9 +151,15 @@ class Search:
             return  # not part of the self link
         request.used.append((name, value))
 
-    def _where(self, request: SearchRequest, builder: SqlBuilder | None) -> list[Any]:
+    def _where(
+        self,
+        request: SearchRequest,
+        builder: SqlBuilder | None,
+        visibility: Visibility | None,
+    ) -> list[Any]:
         """The WHERE of a search on `resource`: the most selective criterion's rows drive
-        (`pk IN`), the others are checked per candidate (`EXISTS`)."""
+        (`pk IN`), the others are checked per candidate (`EXISTS`); then what the caller may
+        see."""
         r, types = RESOURCE, request.types
         drivers = [c for c in request.clauses if c.rows is not None]
         driver = min(drivers, key=lambda c: c.rank) if drivers else None
@@ -131,6 +171,9 @@ class Search:
         conditions += [c.on(r, drive=c is driver) for c in request.clauses]
         if request.compartment and builder is not None:
             conditions.append(or_(*[builder.condition(c, types, r) for c in request.compartment]))
+        visible = visibility.condition(r, types) if visibility is not None else None
+        if visible is not None:
+            conditions.append(visible)
         return conditions
 
     def search(self, engine: Engine, uow: UnitOfWork, ix: Interaction, ctx: Context) -> Outcome:
@@ -138,13 +181,14 @@ class Search:
         params = list(ix.params)
         types = self._system_types(params) if ix.kind is Kind.SEARCH_SYSTEM else [ix.type]
         uow.repository.flush()
-        request = self.parse(types, params, strict, ctx.base_url)
+        visibility = ctx.visibility
+        request = self.parse(types, params, strict, ctx.base_url, visibility)
         if ix.compartment is not None:
             request.compartment = self._compartment(ix.compartment, ix.type)
-        builder = SqlBuilder(self.registry, self.local_zone, ctx.base_url)
+        builder = SqlBuilder(self.registry, self.local_zone, ctx.base_url, visibility)
         r = RESOURCE
         try:
-            where = self._where(request, builder)
+            where = self._where(request, builder, visibility)
         except ParamError as exc:
             raise bad_request(str(exc)) from None
         count = request.count if request.count is not None else self.settings.default_page_size
@@ -206,11 +250,11 @@ class Search:
             links.append(
                 self._link("previous", ctx, ix, request.used, position(rows[0]), back=True)
             )
-        total = self._total(request, uow, r, where, token, more, len(matches))
+        total = self._total(request, uow, r, where, token, more, len(matches), visibility)
         if total is not None:
             bundle["total"] = total
         bundle["link"] = links
-        included, capped = self._includes(uow, request, matches)
+        included, capped = self._includes(uow, request, matches, visibility)
         entries = [self._entry(ctx, s, "match", request) for s in matches]
         entries += [self._entry(ctx, s, "include", request) for s in included]
         bundle["entry"] = entries
@@ -218,7 +262,9 @@ class Search:
             request.problems.append(
                 f"Included resources were capped at {self.settings.max_include}"
             )
-        return self._finish(bundle, request)
+        outcome = self._finish(bundle, request)
+        outcome.returned = [(s.type, s.id, s.body) for s in (*matches, *included)]
+        return outcome
 
     def _system_types(self, params: Params) -> list[str]:
         for name, value in params:
@@ -252,12 +298,14 @@ class Search:
         token: dict | None,
         more: bool,
         found: int,
+        visibility: Visibility | None,
     ) -> int | None:
         if request.total == "none":
             return None
         if not token and not more:
             return found  # exact and free when it all fits one page
-        if request.total == "accurate":
+        # The planner's estimate comes from statistics of all the data, not the caller's part.
+        if request.total == "accurate" or (request.total == "estimate" and visibility):
             return self._count(uow, r, where)
         if request.total == "estimate":
             return self._estimate(uow, r, where)
@@ -274,7 +322,11 @@ class Search:
         return max(0, round(plan[0]["Plan"]["Plan Rows"]))
 
     def _includes(
-        self, uow: UnitOfWork, request: SearchRequest, matches: list[StoredVersion]
+        self,
+        uow: UnitOfWork,
+        request: SearchRequest,
+        matches: list[StoredVersion],
+        visibility: Visibility | None,
     ) -> tuple[list[StoredVersion], bool]:
         if not (request.include or request.revinclude):
             return [], False
@@ -284,13 +336,31 @@ class Search:
         frontier, first = matches, True
         while frontier and len(found) < cap:
             fresh: list[StoredVersion] = []
-            for stored in self._included(uow, request, frontier, first):
+            included = self._included(uow, request, frontier, first)
+            for stored in self._visible(uow, included, visibility):
                 if (stored.type, stored.id) not in seen:
                     seen.add((stored.type, stored.id))
                     fresh.append(stored)
             found += fresh
             frontier, first = fresh, False
         return found[:cap], len(found) > cap
+
+    @staticmethod
+    def _visible(
+        uow: UnitOfWork, found: list[StoredVersion], visibility: Visibility | None
+    ) -> list[StoredVersion]:
+        """The included resources the caller may see: one query over their rows, once their
+        types are known (an include may reach any type), before `:iterate` goes on from them."""
+        if visibility is None or not found:
+            return found
+        r = RESOURCE
+        condition = visibility.condition(r, sorted({s.type for s in found}))
+        if condition is None:
+            return found
+        pks = {s.pk for s in found}
+        stmt = select(r.c.pk).where(r.c.pk.in_(pks), condition)
+        seen = set(uow.conn.execute(stmt).scalars())
+        return [s for s in found if s.pk in seen]
 
     def _included(
         self, uow: UnitOfWork, request: SearchRequest, frontier: list[StoredVersion], first: bool

@@ -25,6 +25,7 @@ from sqlalchemy import (
     true,
 )
 
+from fhir_server.engine.interaction import Visibility
 from fhir_server.search.criteria import Criterion, Has, ParamError, split_unescaped, unescape
 from fhir_server.search.extract import composite_components
 from fhir_server.search.normalize import (
@@ -151,10 +152,25 @@ def _rank(criterion: Criterion) -> int:
 
 
 class SqlBuilder:
-    def __init__(self, registry: Registry, local_zone: tzinfo, base_url: str) -> None:
+    """Builds the SQL of criteria. With a `visibility`, the resources a chain or a `_has` looks
+    at must be visible too: otherwise `Task?patient.name=x` or `Practitioner?_has:Task:...`
+    would tell what is in resources the caller may not read."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        local_zone: tzinfo,
+        base_url: str,
+        visibility: Visibility | None = None,
+    ) -> None:
         self.registry = registry
         self.local_zone = local_zone
         self.base_url = base_url
+        self.visibility = visibility
+
+    def _visible(self, r: FromClause, types: list[str]) -> list[Condition]:
+        condition = self.visibility.condition(r, types) if self.visibility else None
+        return [] if condition is None else [condition]
 
     # -- criteria ----------------------------------------------------------------------------
 
@@ -215,6 +231,7 @@ class SqlBuilder:
                 target.c.type == target_type,
                 target.c.deleted == false(),
                 self.condition(criterion.chain, [target_type], target),
+                *self._visible(target, [target_type]),
             )
             targets.append(and_(ref.c.target_type == target_type, ref.c.target_id.in_(ids)))
         return Clause(self._rows(ref, types, criterion.param.code, or_(*targets)), ref, rank=2)
@@ -233,7 +250,10 @@ class SqlBuilder:
             ref.c.target_type.in_(types),
             ref.c.resource_pk.in_(
                 select(source.c.pk).where(
-                    source.c.type == has.type, source.c.deleted == false(), inner
+                    source.c.type == has.type,
+                    source.c.deleted == false(),
+                    inner,
+                    *self._visible(source, [has.type]),
                 )
             ),
         )

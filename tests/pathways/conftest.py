@@ -21,7 +21,7 @@ def pathway_live(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     url = database_url(request.param, request, tmp_path_factory.mktemp(f"pathways-{request.param}"))
-    server = Server(Settings(database_url=url), load_conformance=False)
+    server = Server(Settings(database_url=url, security_enabled=False), load_conformance=False)
     live = LiveServer(server)
     yield live
     live.stop()

@@ -303,7 +303,12 @@ def test_the_numbers_do_not_depend_on_the_page_size(data: httpx.Client, server: 
     """Every search of an evaluation is read to its last page: the same database served with
     pages of 2 resources (and 2 patients per stay search) gives the same reports."""
     small = Server(
-        Settings(database_url=server.settings.database_url, max_page_size=2, max_include=2),
+        Settings(
+            database_url=server.settings.database_url,
+            max_page_size=2,
+            max_include=2,
+            security_enabled=False,
+        ),
         load_conformance=False,
     )
     live = LiveServer(small)

@@ -52,7 +52,11 @@ def door_live(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[LiveServer, Listener]]:
     url = database_url(request.param, request, tmp_path_factory.mktemp(f"hl7v2-{request.param}"))
-    server = Server(Settings(database_url=url), load_plugins=False, load_conformance=False)
+    server = Server(
+        Settings(database_url=url, security_enabled=False),
+        load_plugins=False,
+        load_conformance=False,
+    )
     live = LiveServer(server)
     listener = Listener(Receiver(server, Hl7v2Settings()))
     yield live, listener

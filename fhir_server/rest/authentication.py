@@ -1,0 +1,58 @@
+"""Who is calling: the bearer token of a request, verified into a `Principal` (RFC 6750).
+
+A request without a valid token is refused with 401 and a `WWW-Authenticate` challenge before
+anything is read; only the discovery documents (`/metadata`,
+`/.well-known/smart-configuration`) and the token endpoint are public.
+"""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from fhir_server.errors import FhirError, Issue
+from fhir_server.security.principal import Principal
+from fhir_server.security.tokens import InvalidToken, TokenVerifier
+
+REALM = "cpts-fhir"
+
+
+class Unauthenticated(FhirError):
+    """401: no token, or one that does not verify."""
+
+    def __init__(self, description: str, error: str | None = "invalid_token") -> None:
+        super().__init__(401, [Issue("login", description)])
+        challenge = f'Bearer realm="{REALM}"'
+        if error:  # RFC 6750 §3.1: no error code when the request carried no token at all
+            challenge += f', error="{error}", error_description="{_quoted(description)}"'
+        self.challenge = challenge
+
+
+def authenticate(request: Request) -> None:
+    """FastAPI dependency of the protected routes: `request.state.principal`."""
+    request.state.principal = principal(request)
+
+
+def principal(request: Request) -> Principal | None:
+    """The caller of `request`; None when the server runs without security."""
+    server = request.app.state.server
+    if not server.settings.security_enabled:
+        return None
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise Unauthenticated("This server needs a bearer token (Authorization header)", None)
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("The Authorization header must be: Bearer <token>", "invalid_request")
+    verifier = getattr(request.app.state, "token_verifier", None)
+    if verifier is None:
+        verifier = request.app.state.token_verifier = TokenVerifier(server.settings)
+    try:
+        caller = verifier.verify(token.strip())
+    except InvalidToken as exc:
+        raise Unauthenticated(str(exc)) from None
+    address = request.client.host if request.client else None
+    return Principal(**{**caller.__dict__, "address": address})
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', "'")

@@ -1,0 +1,238 @@
+"""The security of the interaction pipeline, hung on the engine's hook points so that every
+door (REST, bundle entries, HL7 v2, operations) goes through it:
+
+- BEFORE_INTERACTION: the token's scopes and the caller's roles allow the interaction on the
+  type (403 otherwise); the caller's `Access` becomes the context's visibility, which the
+  engine and the search apply to every read.
+- BEFORE_STORAGE: the same for the write actually made (an update that creates needs `c`), the
+  version replaced must be visible, the audit trail is never written, Consents say what they
+  mean.
+- BEFORE_COMMIT: what was written must be visible to its writer (nobody writes data about a
+  patient outside their care, nor moves a resource out of it); the AuditEvents of the unit of
+  work are stored, in its transaction.
+- AFTER_INTERACTION / AFTER_TRANSACTION: reads are recorded, and stored after their read-only
+  transaction; a refusal is stored after the rollback of what it refused.
+
+A context without a principal is the server itself (pathway consumers, sweeps, start-up
+loading): none of this applies to it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from fhir_server.engine.hooks import HookPoint
+from fhir_server.engine.interaction import Context, Interaction, Kind, Outcome
+from fhir_server.engine.unit_of_work import Change, UnitOfWork
+from fhir_server.errors import FhirError
+from fhir_server.model.registry import resource_types
+from fhir_server.security import audit
+from fhir_server.security.access import ACT_CODE, OPPOSITION, SHARING, Access, Mode
+
+if TYPE_CHECKING:
+    from fhir_server.engine.engine import Engine
+    from fhir_server.server import Server
+
+_LETTERS = {
+    Kind.READ: "r",
+    Kind.VREAD: "r",
+    Kind.HISTORY_INSTANCE: "r",
+    Kind.SEARCH_TYPE: "s",
+    Kind.SEARCH_SYSTEM: "s",
+    Kind.HISTORY_TYPE: "s",
+    Kind.HISTORY_SYSTEM: "s",
+    Kind.CREATE: "c",
+    Kind.UPDATE: "u",
+    Kind.PATCH: "u",
+    Kind.DELETE: "d",
+}
+_CHANGE_LETTERS = {"create": "c", "update": "u", "patch": "u", "delete": "d"}
+_VERBS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
+AUDIT_TRAIL = "AuditEvent"
+
+
+def install(server: Server) -> None:
+    engine, hooks = server.engine, server.hooks
+    hooks.register(HookPoint.BEFORE_INTERACTION, authorize)
+    hooks.register(HookPoint.BEFORE_STORAGE, partial(guard_write, engine))
+    hooks.register(HookPoint.AFTER_INTERACTION, record_access)
+    hooks.register(HookPoint.BEFORE_COMMIT, partial(before_commit, engine))
+    hooks.register(HookPoint.AFTER_TRANSACTION, partial(after_transaction, engine))
+
+
+def forbidden(text: str) -> FhirError:
+    return FhirError.of(403, "forbidden", text)
+
+
+def access_of(ctx: Context) -> Access:
+    """The caller's Access, made once per context."""
+    access = ctx.visibility
+    if not isinstance(access, Access) or access.principal is not ctx.principal:
+        access = ctx.visibility = Access(ctx.principal)
+    return access
+
+
+# -- BEFORE_INTERACTION -----------------------------------------------------------------------
+
+
+def authorize(ctx: Context, ix: Interaction) -> None:
+    if ctx.principal is None:
+        return
+    access = access_of(ctx)  # a transaction's conditional entries match within what is visible
+    if ix.kind in (Kind.CAPABILITIES, Kind.BATCH, Kind.TRANSACTION):
+        return  # each entry is authorised on its own
+    if ix.kind is Kind.OPERATION:
+        if not access.operation(ix.operation or ""):
+            raise forbidden(f"Your roles may not invoke ${ix.operation}")
+        if ix.type is not None and access.mode(ix.type, "r") is None:
+            raise forbidden(f"Your token and roles do not allow reading {ix.type}")
+        return
+    if ix.type == AUDIT_TRAIL and ix.is_write:
+        raise forbidden(
+            "The audit trail is written by the server only: it cannot be created, "
+            "changed or deleted through the API"
+        )
+    letters = [_LETTERS[ix.kind]]
+    if ix.is_write and (ix.params or ix.if_none_exist):  # conditional: a search first
+        letters.append("s")
+    for type_ in _types(ix):
+        for letter in letters:
+            mode = access.mode(type_, letter)
+            if mode is None:
+                raise forbidden(
+                    f"Your token and roles do not allow you to {_VERBS[letter]} {type_}"
+                    + (
+                        " (name the types of a server-wide search with _type)"
+                        if ix.kind is Kind.SEARCH_SYSTEM and not _named_types(ix)
+                        else ""
+                    )
+                )
+            if ix.kind in (Kind.HISTORY_TYPE, Kind.HISTORY_SYSTEM) and mode is not Mode.ALL:
+                raise forbidden(
+                    f"The history of {type_} spans patients outside your care: ask for the "
+                    "history of one resource"
+                )
+
+
+def _named_types(ix: Interaction) -> list[str]:
+    for name, value in ix.params:
+        if name == "_type":
+            return [t.strip() for t in value.split(",") if t.strip()]
+    return []
+
+
+def _types(ix: Interaction) -> list[str]:
+    if ix.type is not None:
+        return [ix.type]
+    if ix.kind is Kind.SEARCH_SYSTEM:
+        return _named_types(ix) or sorted(resource_types())
+    return sorted(resource_types())  # history of the whole server
+
+
+# -- BEFORE_STORAGE ---------------------------------------------------------------------------
+
+
+def guard_write(engine: Engine, ctx: Context, change: Change, uow: UnitOfWork) -> None:
+    if ctx.principal is None:
+        return
+    if change.type == AUDIT_TRAIL:
+        raise forbidden("The audit trail is written by the server only")
+    access = access_of(ctx)
+    letter = _CHANGE_LETTERS[change.interaction]
+    mode = access.mode(change.type, letter)
+    if mode is None:
+        raise forbidden(f"Your token and roles do not allow you to {_VERBS[letter]} {change.type}")
+    if (
+        mode is not Mode.ALL
+        and change.previous_version is not None
+        and change.id not in engine.search.visible(uow, access, change.type, [change.id])
+    ):
+        raise forbidden(f"{change.type}/{change.id} belongs to a patient outside your care")
+    if change.type == "Consent" and change.resource is not None:
+        _check_consent(change.resource)
+
+
+def _check_consent(consent: dict[str, Any]) -> None:
+    """The category of a Consent decides how the server reads it (docs/security.md): its
+    provision must say the same, else it would mean one thing to people and another here."""
+    codes = {
+        coding.get("code")
+        for category in consent.get("category") or []
+        for coding in category.get("coding") or []
+        if coding.get("system") == ACT_CODE
+    }
+    provision = consent.get("provision") or {}
+    if OPPOSITION in codes and provision.get("type") != "deny":
+        raise FhirError.of(
+            422,
+            "business-rule",
+            "A Consent of category IDSCL (opposition) must deny",
+            "Consent.provision.type",
+        )
+    if SHARING in codes and (provision.get("type") != "permit" or not provision.get("actor")):
+        raise FhirError.of(
+            422,
+            "business-rule",
+            "A Consent of category INFA (sharing) must permit, naming whom (provision.actor)",
+            "Consent.provision",
+        )
+
+
+# -- AFTER_INTERACTION, BEFORE_COMMIT, AFTER_TRANSACTION --------------------------------------
+
+
+def record_access(ctx: Context, uow: UnitOfWork, ix: Interaction, outcome: Outcome) -> None:
+    if ctx.principal is None or not (audit.is_read(ix.kind) or ix.kind is Kind.OPERATION):
+        return
+    returned = outcome.returned
+    if not returned and outcome.type and outcome.id:
+        returned = [(outcome.type, outcome.id, outcome.body)]
+    uow.trail.append(audit.access_event(ctx, ix, returned))
+
+
+def before_commit(engine: Engine, ctx: Context, uow: UnitOfWork) -> None:
+    if ctx.principal is None:
+        return
+    access = access_of(ctx)
+    written: dict[str, set[str]] = defaultdict(set)
+    for change in uow.changes:
+        if change.resource is not None and access.mode(change.type, "r") is not Mode.ALL:
+            written[change.type].add(change.id)
+    for type_, ids in written.items():
+        hidden = ids - engine.search.visible(uow, access, type_, ids)
+        if hidden:
+            id_ = min(hidden)
+            error = forbidden(
+                f"{type_}/{id_} would belong to a patient outside your care: write data of a "
+                "patient you care for (a new patient comes with their CareTeam, in one "
+                "transaction)"
+            )
+            kind = next(c.interaction for c in uow.changes if (c.type, c.id) == (type_, id_))
+            error.interaction = Interaction(Kind(kind), type_, id_)
+            raise error
+    if not uow.write:
+        return  # reads only: stored after this transaction
+    events = [audit.change_event(ctx, change) for change in uow.changes] + uow.trail
+    for event in events:
+        engine.append(uow, AUDIT_TRAIL, event)
+    uow.trail = []
+
+
+def after_transaction(
+    engine: Engine, ctx: Context, uow: UnitOfWork, error: FhirError | None
+) -> None:
+    if ctx.principal is None:
+        return
+    if error is None:
+        events = uow.trail
+    elif error.status == 403:
+        events = [audit.refusal_event(ctx, error.interaction, str(error))]
+    else:
+        events = []
+    uow.trail = []
+    if events:
+        with engine.unit_of_work(write=True) as trail:
+            for event in events:
+                engine.append(trail, AUDIT_TRAIL, event)
