@@ -22,6 +22,7 @@ class Call:
     path: str
     body: bytes | None = None
     expect: int = 200
+    token: str | None = None  # a bearer token, for a server with security on
 
 
 @dataclass
@@ -60,7 +61,10 @@ async def _drive(base_url: str, calls: Sequence[Call], concurrency: int) -> Run:
         async def worker() -> None:
             for call in pending:
                 start = time.perf_counter()
-                response = await client.request(call.method, call.path, content=call.body)
+                headers = {"authorization": f"Bearer {call.token}"} if call.token else None
+                response = await client.request(
+                    call.method, call.path, content=call.body, headers=headers
+                )
                 elapsed = (time.perf_counter() - start) * 1000
                 if response.status_code == call.expect:
                     latencies.append(elapsed)

@@ -70,9 +70,13 @@ def start_process(
     raise RuntimeError(f"{command[2]} did not start")
 
 
-def start_http(database_url: str) -> tuple[subprocess.Popen, str]:
+def start_http(
+    database_url: str, security: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str]:
     """The FHIR server, one worker process, on an existing database; its deadline sweeps are
-    off (the generated CPTS has late tasks: a sweep would run beside the measured requests)."""
+    off (the generated CPTS has late tasks: a sweep would run beside the measured requests).
+    Security is off unless `security` gives its settings: the scenarios measure the FHIR work
+    against its floor, and `bench.security_overhead` measures what security adds to it."""
     return start_process(
         [sys.executable, "-m", "fhir_server", "serve", "--port", "{port}"],
         "/metadata",
@@ -80,6 +84,8 @@ def start_http(database_url: str) -> tuple[subprocess.Popen, str]:
             "DATABASE_URL": database_url,
             "FHIR_MIGRATE_ON_START": "false",
             "FHIR_DEADLINE_SWEEP_SECONDS": "0",
+            "FHIR_SECURITY_ENABLED": "false",
+            **(security or {}),
         },
     )
 

@@ -74,8 +74,6 @@ class Server:
         self.consumers: list[OutboxConsumer] = []
         self.worker: OutboxWorker | None = None
         self.periodic_jobs: list[PeriodicJob] = []
-        if not self.database.is_postgres:  # PostgreSQL's autovacuum keeps its statistics
-            self.add_periodic_job("sqlite-statistics", 3600, self.database.optimize)
         conformance.install(self)
         if load_conformance:
             conformance.load_conformance(self)

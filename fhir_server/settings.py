@@ -62,8 +62,8 @@ class Settings(BaseSettings):
     )
     auth_jwks: str | None = Field(
         default=None,
-        description="The issuer's public keys: a JWKS file path or an https URL (cached). "
-        "Unset: the local key (`auth_local_key`).",
+        description="The issuer's public keys: a JWKS file path or an https URL (cached five "
+        "minutes; plain http only on localhost). Unset: the local key (`auth_local_key`).",
     )
     auth_local_key: Path = Field(
         default=Path("data") / "auth-signing-key.pem",
@@ -77,7 +77,9 @@ class Settings(BaseSettings):
         default="ES256,RS256,PS256", description="Signature algorithms accepted (never none)."
     )
     auth_role_claim: str = Field(
-        default="role", description="The claim holding the caller's roles (string or list)."
+        default="role",
+        description="The claim holding the caller's roles (space-separated string or list); a "
+        "dotted path reaches into nested objects (`realm_access.roles`).",
     )
     auth_clients: Path | None = Field(
         default=None,

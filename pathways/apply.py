@@ -89,7 +89,7 @@ def run(engine: Engine, uow: UnitOfWork, ix: Interaction, ctx: Context) -> Outco
     trigger = request.trigger or _encounter_end(encounter) or now()
     key = f"{plan['id']}|{request.subject}|{request.encounter or fhir_datetime(trigger)}"
     identifier = f"{CAREPLAN_IDENTIFIER}|{escape(key)}"
-    existing = engine.matches(uow, "CarePlan", [("identifier", identifier)], "$apply")
+    existing = engine.matches(uow, "CarePlan", [("identifier", identifier)], "$apply", context)
     if existing:
         return engine.run(uow, Interaction(Kind.READ, "CarePlan", existing[0]), context)
 

@@ -40,7 +40,7 @@ class Interactions:
         On PostgreSQL the criteria are locked until commit (`Engine.matches`): two messages
         about the same patient, stay or document are serialised, so each reads what the
         other wrote before changing it (SQLite serialises every writer)."""
-        found = self.engine.matches(self.uow, type_, params, f"{type_} lookup")
+        found = self.engine.matches(self.uow, type_, params, f"{type_} lookup", self.context)
         return found[0] if found else None
 
     def search(self, type_: str, params: Params) -> list[dict[str, Any]]:

@@ -250,9 +250,9 @@ def _resolve_references(
     for entry in entries:
         ix = entry.interaction
         if ix.resource is not None:
-            ix.resource = _rewrite(engine, uow, ix.resource, ids, cache, entry.index)
+            ix.resource = _rewrite(engine, uow, ix.resource, ids, cache, entry.index, ctx)
         if ix.patch_format is PatchFormat.FHIRPATH_PATCH:
-            ix.patch = _rewrite(engine, uow, ix.patch, ids, cache, entry.index)
+            ix.patch = _rewrite(engine, uow, ix.patch, ids, cache, entry.index, ctx)
 
 
 def _rewrite(
@@ -262,29 +262,35 @@ def _rewrite(
     ids: dict[str, str],
     cache: dict[str, str],
     index: int,
+    ctx: Context,
 ) -> Any:
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
             if key == "reference" and isinstance(item, str) and "?" in item and item not in ids:
-                out[key] = _conditional_reference(engine, uow, item, cache, index)
+                out[key] = _conditional_reference(engine, uow, item, cache, index, ctx)
             else:
-                out[key] = _rewrite(engine, uow, item, ids, cache, index)
+                out[key] = _rewrite(engine, uow, item, ids, cache, index, ctx)
         return out
     if isinstance(value, list):
-        return [_rewrite(engine, uow, item, ids, cache, index) for item in value]
+        return [_rewrite(engine, uow, item, ids, cache, index, ctx) for item in value]
     if isinstance(value, str) and value in ids:
         return ids[value]
     return value
 
 
 def _conditional_reference(
-    engine: Engine, uow: UnitOfWork, reference: str, cache: dict[str, str], index: int
+    engine: Engine,
+    uow: UnitOfWork,
+    reference: str,
+    cache: dict[str, str],
+    index: int,
+    ctx: Context,
 ) -> str:
     if reference not in cache:
         type_, _, query = reference.partition("?")
         params = parse_qsl(query, keep_blank_values=True)
-        found = engine.search.match(uow, type_, params, limit=2)
+        found = engine.search.match(uow, type_, params, limit=2, visibility=ctx.visibility)
         if len(found) != 1:
             raise FhirError.of(
                 412,

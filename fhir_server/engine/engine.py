@@ -254,6 +254,8 @@ class Engine:
         if not ID_PATTERN.fullmatch(id_):
             raise bad_request(f"{id_!r} is not a valid FHIR id", f"{ix.type}.id")
         current = uow.repository.current(ix.type, id_, for_update=True)
+        if current is not None and not current.deleted:  # before If-Match tells its version
+            self.check_visible(uow, ctx, ix.type, id_)
         _check_if_match(current, ix.if_match, ix.type, id_)
         return self.store(
             uow, ctx, "update", ix.type, id_, resource, current, "PUT", if_match=ix.if_match
@@ -265,6 +267,7 @@ class Engine:
         stored = uow.repository.read(ix.type, id_) if current else None
         if stored is None:
             raise not_found(f"{ix.type}/{id_} is not known")
+        self.check_visible(uow, ctx, ix.type, id_)
         if stored.body is None:
             raise _gone(stored)
         _check_if_match(current, ix.if_match, ix.type, id_)
@@ -299,6 +302,8 @@ class Engine:
         else:
             id_ = ix.id
         current = uow.repository.current(ix.type, id_, for_update=True)
+        if current is not None and not current.deleted:
+            self.check_visible(uow, ctx, ix.type, id_)
         _check_if_match(current, ix.if_match, ix.type, id_)
         if current is None or current.deleted:
             return Outcome(204, issues=[_info(f"{ix.type}/{id_} does not exist or is deleted")])
@@ -454,7 +459,8 @@ class Engine:
     def history(self, uow: UnitOfWork, ix: Interaction, ctx: Context) -> Outcome:
         if ix.kind is Kind.HISTORY_INSTANCE and uow.repository.current(ix.type, ix.id):
             self.check_visible(uow, ctx, ix.type, ix.id)
-        return Outcome(200, resource=history_bundle(self, uow, ix, ctx))
+        bundle, versions = history_bundle(self, uow, ix, ctx)
+        return Outcome(200, resource=bundle, returned=[(v.type, v.id, v.body) for v in versions])
 
     def search_interaction(self, uow: UnitOfWork, ix: Interaction, ctx: Context) -> Outcome:
         return self.search.search(self, uow, ix, ctx)
@@ -473,6 +479,8 @@ class Engine:
             raise FhirError.of(
                 405, "not-supported", f"${operation.name} cannot be invoked {where} ({level} level)"
             )
+        if ix.id is not None and uow.repository.current(ix.type, ix.id) is not None:
+            self.check_visible(uow, ctx, ix.type, ix.id)  # an operation on a resource reads it
         if operation.affects_state and ix.method == "GET":
             # R4 operations.html: an operation that changes data is invoked with POST only.
             raise FhirError.of(

@@ -41,7 +41,10 @@ def page_size(engine: Engine, params: list[tuple[str, str]]) -> int:
     return min(int(raw), engine.settings.max_page_size)
 
 
-def history_bundle(engine: Engine, uow: UnitOfWork, ix: Interaction, ctx: Context) -> dict:
+def history_bundle(
+    engine: Engine, uow: UnitOfWork, ix: Interaction, ctx: Context
+) -> tuple[dict, list[StoredVersion]]:
+    """The history Bundle, and the versions it holds."""
     since: datetime | None = None
     token: dict[str, Any] | None = None
     for name, value in ix.params:
@@ -76,7 +79,7 @@ def history_bundle(engine: Engine, uow: UnitOfWork, ix: Interaction, ctx: Contex
         bundle["total"] = uow.repository.current(ix.type, ix.id).version
     bundle["link"] = links
     bundle["entry"] = [_entry(ctx, row) for row in rows]
-    return bundle
+    return bundle, rows
 
 
 def _link(

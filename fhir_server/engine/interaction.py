@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import ColumnElement, FromClause
 
 from fhir_server.errors import Issue
+
+if TYPE_CHECKING:
+    from fhir_server.engine.unit_of_work import UnitOfWork
 
 
 class Kind(StrEnum):
@@ -83,13 +86,20 @@ class Interaction:
         return self.kind in WRITES
 
 
+# A visibility bound to a unit of work: rows of `r` of `types` → condition, None: all visible.
+Visible = Callable[[FromClause, Sequence[str]], ColumnElement[bool] | None]
+
+
 class Visibility(Protocol):
     """Which stored resources a caller may see, as SQL: every query that returns resources
     (search matches, chained and `_has` targets, includes, totals, reads) adds the condition,
     so that nothing the caller may not see is returned or counted."""
 
-    def condition(self, r: FromClause, types: Sequence[str]) -> ColumnElement[bool] | None:
-        """The condition on resource rows `r` of `types`; None when all of them are visible."""
+    def condition(
+        self, uow: UnitOfWork, r: FromClause, types: Sequence[str]
+    ) -> ColumnElement[bool] | None:
+        """The condition on resource rows `r` of `types`, for a query run in `uow`; None when
+        all of them are visible."""
         ...
 
 

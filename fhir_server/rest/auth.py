@@ -100,8 +100,9 @@ async def smart_configuration(request: Request) -> JSONResponse:
     client credentials; it has no authorization endpoint, hence no response type."""
     settings = request.app.state.server.settings
     base = base_url(request)
+    local = settings.auth_jwks is None
     config: dict[str, Any] = {"issuer": settings.auth_issuer}
-    if settings.auth_jwks is None:
+    if local:
         config |= {
             "jwks_uri": f"{base}{JWKS_PATH}",
             "token_endpoint": f"{base}{TOKEN_PATH}",
@@ -111,7 +112,6 @@ async def smart_configuration(request: Request) -> JSONResponse:
         }
     elif is_jwks_url(settings.auth_jwks):
         config["jwks_uri"] = settings.auth_jwks
-    local = settings.auth_jwks is None
     config |= {
         "scopes_supported": _SCOPES_SUPPORTED,
         "response_types_supported": [],

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Collection
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -22,6 +23,7 @@ from fhir_server.engine.interaction import (
     Outcome,
     Params,
     Visibility,
+    Visible,
 )
 from fhir_server.engine.unit_of_work import UnitOfWork
 from fhir_server.engine.versioning import instant, now
@@ -73,10 +75,11 @@ class Search:
         visibility: Visibility | None = None,
     ) -> list[str]:
         """Ids of the resources matching criteria (conditional interactions): strict parsing."""
-        request = self.parse([type_], params, strict=True, visibility=visibility)
+        visible = _bound(visibility, uow)
+        request = self.parse([type_], params, strict=True, visible=visible)
         uow.repository.flush()
         r = RESOURCE
-        where = self._where(request, None, visibility)
+        where = self._where(request, None, visible)
         stmt = select(r.c.id).where(*where).order_by(r.c.pk)
         return list(uow.conn.execute(stmt.limit(limit)).scalars())
 
@@ -86,10 +89,10 @@ class Search:
         """Those of the resources `type_`/`ids` the caller may see (their current index rows
         decide)."""
         r = RESOURCE
-        condition = visibility.condition(r, [type_])
+        uow.repository.flush()
+        condition = visibility.condition(uow, r, [type_])
         if condition is None:
             return set(ids)
-        uow.repository.flush()
         stmt = select(r.c.id).where(r.c.type == type_, r.c.id.in_(list(ids)), condition)
         return set(uow.conn.execute(stmt).scalars())
 
@@ -99,10 +102,10 @@ class Search:
         params: Params,
         strict: bool,
         base_url: str = "",
-        visibility: Visibility | None = None,
+        visible: Visible | None = None,
     ) -> SearchRequest:
         request = SearchRequest(types=types)
-        builder = SqlBuilder(self.registry, self.local_zone, base_url, visibility)
+        builder = SqlBuilder(self.registry, self.local_zone, base_url, visible)
         for name, value in params:
             try:
                 self._parse_one(request, name, value, builder)
@@ -155,7 +158,7 @@ class Search:
         self,
         request: SearchRequest,
         builder: SqlBuilder | None,
-        visibility: Visibility | None,
+        visible: Visible | None,
     ) -> list[Any]:
         """The WHERE of a search on `resource`: the most selective criterion's rows drive
         (`pk IN`), the others are checked per candidate (`EXISTS`); then what the caller may
@@ -171,9 +174,9 @@ class Search:
         conditions += [c.on(r, drive=c is driver) for c in request.clauses]
         if request.compartment and builder is not None:
             conditions.append(or_(*[builder.condition(c, types, r) for c in request.compartment]))
-        visible = visibility.condition(r, types) if visibility is not None else None
-        if visible is not None:
-            conditions.append(visible)
+        condition = visible(r, types) if visible is not None else None
+        if condition is not None:
+            conditions.append(condition)
         return conditions
 
     def search(self, engine: Engine, uow: UnitOfWork, ix: Interaction, ctx: Context) -> Outcome:
@@ -181,14 +184,14 @@ class Search:
         params = list(ix.params)
         types = self._system_types(params) if ix.kind is Kind.SEARCH_SYSTEM else [ix.type]
         uow.repository.flush()
-        visibility = ctx.visibility
-        request = self.parse(types, params, strict, ctx.base_url, visibility)
+        visible = _bound(ctx.visibility, uow)
+        request = self.parse(types, params, strict, ctx.base_url, visible)
         if ix.compartment is not None:
             request.compartment = self._compartment(ix.compartment, ix.type)
-        builder = SqlBuilder(self.registry, self.local_zone, ctx.base_url, visibility)
+        builder = SqlBuilder(self.registry, self.local_zone, ctx.base_url, visible)
         r = RESOURCE
         try:
-            where = self._where(request, builder, visibility)
+            where = self._where(request, builder, visible)
         except ParamError as exc:
             raise bad_request(str(exc)) from None
         count = request.count if request.count is not None else self.settings.default_page_size
@@ -250,11 +253,11 @@ class Search:
             links.append(
                 self._link("previous", ctx, ix, request.used, position(rows[0]), back=True)
             )
-        total = self._total(request, uow, r, where, token, more, len(matches), visibility)
+        total = self._total(request, uow, r, where, token, more, len(matches), visible)
         if total is not None:
             bundle["total"] = total
         bundle["link"] = links
-        included, capped = self._includes(uow, request, matches, visibility)
+        included, capped = self._includes(uow, request, matches, visible)
         entries = [self._entry(ctx, s, "match", request) for s in matches]
         entries += [self._entry(ctx, s, "include", request) for s in included]
         bundle["entry"] = entries
@@ -298,14 +301,14 @@ class Search:
         token: dict | None,
         more: bool,
         found: int,
-        visibility: Visibility | None,
+        visible: Visible | None,
     ) -> int | None:
         if request.total == "none":
             return None
         if not token and not more:
             return found  # exact and free when it all fits one page
         # The planner's estimate comes from statistics of all the data, not the caller's part.
-        if request.total == "accurate" or (request.total == "estimate" and visibility):
+        if request.total == "accurate" or (request.total == "estimate" and visible):
             return self._count(uow, r, where)
         if request.total == "estimate":
             return self._estimate(uow, r, where)
@@ -326,7 +329,7 @@ class Search:
         uow: UnitOfWork,
         request: SearchRequest,
         matches: list[StoredVersion],
-        visibility: Visibility | None,
+        visible: Visible | None,
     ) -> tuple[list[StoredVersion], bool]:
         if not (request.include or request.revinclude):
             return [], False
@@ -337,7 +340,7 @@ class Search:
         while frontier and len(found) < cap:
             fresh: list[StoredVersion] = []
             included = self._included(uow, request, frontier, first)
-            for stored in self._visible(uow, included, visibility):
+            for stored in self._visible(uow, included, visible):
                 if (stored.type, stored.id) not in seen:
                     seen.add((stored.type, stored.id))
                     fresh.append(stored)
@@ -347,14 +350,14 @@ class Search:
 
     @staticmethod
     def _visible(
-        uow: UnitOfWork, found: list[StoredVersion], visibility: Visibility | None
+        uow: UnitOfWork, found: list[StoredVersion], visible: Visible | None
     ) -> list[StoredVersion]:
         """The included resources the caller may see: one query over their rows, once their
         types are known (an include may reach any type), before `:iterate` goes on from them."""
-        if visibility is None or not found:
+        if visible is None or not found:
             return found
         r = RESOURCE
-        condition = visibility.condition(r, sorted({s.type for s in found}))
+        condition = visible(r, sorted({s.type for s in found}))
         if condition is None:
             return found
         pks = {s.pk for s in found}
@@ -452,6 +455,10 @@ class Search:
                 {"resource": outcome, "search": {"mode": "outcome"}}
             )
         return Outcome(200, resource=bundle)
+
+
+def _bound(visibility: Visibility | None, uow: UnitOfWork) -> Visible | None:
+    return partial(visibility.condition, uow) if visibility is not None else None
 
 
 class _Explain(Executable, ClauseElement):

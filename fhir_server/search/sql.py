@@ -25,7 +25,7 @@ from sqlalchemy import (
     true,
 )
 
-from fhir_server.engine.interaction import Visibility
+from fhir_server.engine.interaction import Visible
 from fhir_server.search.criteria import Criterion, Has, ParamError, split_unescaped, unescape
 from fhir_server.search.extract import composite_components
 from fhir_server.search.normalize import (
@@ -123,13 +123,19 @@ class Clause:
     table: FromClause | None = None
     condition: Condition | None = None
     rank: int = 9  # usual selectivity: the lowest rank drives
+    # The rows of one candidate, for the EXISTS: without the type, which the candidate has,
+    # so that no (type, param, value) index can serve it and the planner takes the index on
+    # resource_pk, a few rows per candidate. With the type, SQLite (given sampled statistics,
+    # or none) preferred (type, param, code) and walked every open Task for each candidate.
+    check: Select | None = None
 
     def on(self, r: FromClause, drive: bool) -> Condition:
         if self.condition is not None:
             return self.condition
         if drive:
             return r.c.pk.in_(self.rows)
-        return exists(self.rows.where(self.table.c.resource_pk == r.c.pk))
+        rows = self.check if self.check is not None else self.rows
+        return exists(rows.where(self.table.c.resource_pk == r.c.pk))
 
 
 def _rank(criterion: Criterion) -> int:
@@ -152,24 +158,24 @@ def _rank(criterion: Criterion) -> int:
 
 
 class SqlBuilder:
-    """Builds the SQL of criteria. With a `visibility`, the resources a chain or a `_has` looks
-    at must be visible too: otherwise `Task?patient.name=x` or `Practitioner?_has:Task:...`
-    would tell what is in resources the caller may not read."""
+    """Builds the SQL of criteria. With `visible` (what the caller may see), the resources a
+    chain or a `_has` looks at must be visible too: otherwise `Task?patient.name=x` or
+    `Practitioner?_has:Task:...` would tell what is in resources the caller may not read."""
 
     def __init__(
         self,
         registry: Registry,
         local_zone: tzinfo,
         base_url: str,
-        visibility: Visibility | None = None,
+        visible: Visible | None = None,
     ) -> None:
         self.registry = registry
         self.local_zone = local_zone
         self.base_url = base_url
-        self.visibility = visibility
+        self.visible = visible
 
     def _visible(self, r: FromClause, types: list[str]) -> list[Condition]:
-        condition = self.visibility.condition(r, types) if self.visibility else None
+        condition = self.visible(r, types) if self.visible else None
         return [] if condition is None else [condition]
 
     # -- criteria ----------------------------------------------------------------------------
@@ -204,7 +210,12 @@ class SqlBuilder:
             match = or_(*[build(table, v, None) for v in criterion.values])
             return Clause(condition=r.c.pk.not_in(self._rows(table, types, param.code, match)))
         match = or_(*[build(table, v, criterion.modifier) for v in criterion.values])
-        return Clause(self._rows(table, types, param.code, match), table, rank=_rank(criterion))
+        return Clause(
+            self._rows(table, types, param.code, match),
+            table,
+            rank=_rank(criterion),
+            check=select(table.c.resource_pk).where(table.c.param == param.code, match),
+        )
 
     @staticmethod
     def _rows(table: FromClause, types: list[str], code: str, match: Condition) -> Any:

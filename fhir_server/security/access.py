@@ -17,6 +17,12 @@ statement, so a change of care team or of consent applies to the next request:
 
 A resource of a patient-data type is visible when every patient it belongs to (its Patient
 compartment references) is visible; one that belongs to no patient is visible.
+
+The patients visible through the relation are read once per unit of work (one query, plus one
+for oppositions) and go into the queries as lists: a search then costs what it costs without
+security plus one index probe per candidate. They are read again after a write that can change
+them (a CareTeam, a Task, a CarePlan, a Consent, a PractitionerRole), so that a transaction
+enrolling a patient with their CareTeam sees its own enrolment.
 """
 
 from __future__ import annotations
@@ -24,21 +30,24 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from enum import Enum
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     FromClause,
     and_,
+    bindparam,
     exists,
     false,
-    literal,
     not_,
     or_,
     select,
     union,
+    union_all,
 )
 
+from fhir_server.engine.unit_of_work import UnitOfWork
 from fhir_server.search.compartment import compartment_params
 from fhir_server.search.sql import RESOURCE, TABLES
 from fhir_server.security.principal import COORDINATOR, Principal
@@ -58,14 +67,18 @@ class Mode(Enum):
 Condition = ColumnElement[bool]
 
 
+RELATION_TYPES = frozenset({"CareTeam", "Task", "CarePlan", "Consent", "PractitionerRole"})
+
+
 class Access:
     """One principal's rights: modes per type and permission, and visibility as SQL."""
 
     def __init__(self, principal: Principal) -> None:
         self.principal = principal
         self.roles: list[Role] = [ROLE_TABLE[r] for r in sorted(principal.roles) if r in ROLE_TABLE]
-        self.relation = any(r.relation for r in self.roles)
         self._modes: dict[tuple[str, str], Mode | None] = {}
+        self._related: tuple[UnitOfWork, list[str], list[str]] | None = None
+        self._before: tuple[UnitOfWork, list[str], list[str]] | None = None
 
     # -- types -----------------------------------------------------------------------------
 
@@ -98,7 +111,7 @@ class Access:
 
     # -- visibility ------------------------------------------------------------------------
 
-    def condition(self, r: FromClause, types: Sequence[str]) -> Condition | None:
+    def condition(self, uow: UnitOfWork, r: FromClause, types: Sequence[str]) -> Condition | None:
         """Rows of `r` (of `types`) the principal may read; None: all of them."""
         modes = {t: self.mode(t, "r") for t in types}
         if all(m is Mode.ALL for m in modes.values()):
@@ -108,165 +121,300 @@ class Access:
         if whole:
             parts.append(r.c.type.in_(whole))
         for t, m in modes.items():
-            if m in (Mode.RELATED, Mode.PATIENT):
-                parts.append(and_(r.c.type == t, self._belongs(r, t, m)))
+            if m is None or m is Mode.ALL:
+                continue
+            allowed, denied = self.patients(uow, m)
+            if t == "Consent":  # an opposition stays visible, to be withdrawn
+                denied = []
+            belongs = _belongs(r, t, allowed, denied)
+            # Of one type, the rows are already of that type (every query restricts it): a
+            # test on the type would lead SQLite to walk the type's rows instead of the
+            # criterion's.
+            parts.append(belongs if len(modes) == 1 else and_(r.c.type == t, belongs))
         return or_(*parts) if parts else false()
 
-    def _belongs(self, r: FromClause, type_: str, mode: Mode) -> Condition:
-        """A resource of `type_` whose patients are all visible."""
-        allowed, denied = self._patients(mode, with_opposition=type_ != "Consent")
-        if type_ == "Patient":
-            ok = r.c.id.in_(allowed)
-            return ok if denied is None else and_(ok, r.c.id.not_in(denied))
-        codes = compartment_params("Patient", type_) or []
-        if not codes:
-            return false()
-        x = TABLES["reference"].alias()
-        outside = x.c.target_id.not_in(allowed)
-        if denied is not None:
-            outside = or_(outside, x.c.target_id.in_(denied))
-        return not_(
-            exists(
-                select(x.c.resource_pk).where(
-                    x.c.resource_pk == r.c.pk,
-                    x.c.param.in_(codes),
-                    x.c.target_type == "Patient",
-                    outside,
-                )
+    def patients(
+        self, uow: UnitOfWork, mode: Mode, before: bool = False
+    ) -> tuple[list[str], list[str]]:
+        """(visible patients, patients opposing exchange) in `mode`: the related ones, or the
+        launch patient, which a professional must be related to as well; `before`: as the
+        relation stood before the first write of `uow`."""
+        allowed, denied = self.before_writes(uow) if before else self.related(uow)
+        if mode is Mode.RELATED:
+            return allowed, denied
+        patient = self.principal.patient or ""
+        if not any(r.relation for r in self.roles):
+            return [patient], []
+        return ([patient] if patient in allowed else []), denied
+
+    def writable(self, uow: UnitOfWork, type_: str, ids: set[str], created: set[str]) -> set[str]:
+        """Those of the resources just written that the caller could write: all their patients
+        visible before the first write of `uow`, or created in it (a new patient comes with its
+        CareTeam)."""
+        mode = self.mode(type_, "r")
+        if mode is Mode.ALL:
+            return ids
+        if mode is None:
+            return set()
+        allowed, denied = self.patients(uow, mode, before=True)
+        if type_ == "Consent":
+            denied = []
+        r = RESOURCE
+        stmt = select(r.c.id).where(
+            r.c.type == type_,
+            r.c.id.in_(sorted(ids)),
+            _belongs(r, type_, sorted(set(allowed) | created), denied),
+        )
+        return set(uow.conn.execute(stmt).scalars())
+
+    def sees(self, uow: UnitOfWork, type_: str, patients: set[str]) -> bool:
+        """Whether content about `patients` (a past version, say) is visible in `type_`."""
+        mode = self.mode(type_, "r")
+        if mode is Mode.ALL:
+            return True
+        if mode is None:
+            return False
+        allowed, denied = self.patients(uow, mode)
+        if type_ == "Consent":
+            denied = []
+        return patients <= set(allowed) and not patients & set(denied)
+
+    def before_writes(self, uow: UnitOfWork) -> tuple[list[str], list[str]]:
+        """The relation as it stood before the first write of `uow`: what its writes are
+        judged by, so that nobody relates themselves to a patient by writing (a Task they own,
+        a Consent naming them, a Task moved to another patient)."""
+        if self._before is None or self._before[0] is not uow:
+            self._before = (uow, *self.related(uow))
+        return self._before[1], self._before[2]
+
+    def forget(self) -> None:
+        """A write may have changed the relation: read it again."""
+        self._related = None
+
+    def related(self, uow: UnitOfWork) -> tuple[list[str], list[str]]:
+        """(ids of the patients related to the caller, ids of those opposing exchange with
+        them), read once per unit of work."""
+        if self._related is None or self._related[0] is not uow:
+            uow.repository.flush()
+            me_type, _, me_id = (self.principal.fhir_user or "/").partition("/")
+            practitioner = me_type == "Practitioner"
+            values: dict[str, Any] = {"me_type": me_type, "me_id": me_id, "roles": [], "orgs": []}
+            if practitioner:  # the PractitionerRoles the caller acts through, and their CPTS
+                for role, organization, active in uow.conn.execute(_ROLES, {"me_id": me_id}):
+                    values["roles"].append(role)
+                    if organization and active:
+                        values["orgs"].append(organization)
+            coordinator = practitioner and COORDINATOR in self.principal.roles
+            allowed_sql, denied_sql = _relation(coordinator)
+            values["moment"] = datetime.now(UTC)
+            allowed = sorted(set(uow.conn.execute(allowed_sql, values).scalars()))
+            denied = sorted(set(uow.conn.execute(denied_sql, values).scalars()))
+            self._related = (uow, allowed, denied)
+        return self._related[1], self._related[2]
+
+
+@cache
+def _relation(coordinator: bool) -> tuple[Any, Any]:
+    """The queries of the related patients and of those opposing exchange, for a caller
+    `:me_type/:me_id` acting through the PractitionerRoles `:roles` (of the CPTS `:orgs`), at
+    `:moment`. Built once per shape, so that SQLAlchemy compiles them once; each branch is an
+    equality on the (type, param, target_id, target_type) index."""
+    me = [
+        ("me_type", lambda m: m.c.target_id == bindparam("me_id")),
+        ("PractitionerRole", lambda m: m.c.target_id.in_(bindparam("roles", expanding=True))),
+    ]
+    related = [
+        _targets(
+            "patient",
+            _referencing("CareTeam", ("participant",), me),
+            _having("status", None, "active"),
+        ),
+        _targets("patient", _referencing("Task", ("owner", "requester"), me)),
+        _consenting(SHARING, me, everyone=False),
+    ]
+    if coordinator:
+        cpts = [("Organization", lambda m: m.c.target_id.in_(bindparam("orgs", expanding=True)))]
+        related.append(_targets("patient", _referencing("CarePlan", ("author",), cpts)))
+    denied = _consenting(OPPOSITION, me, everyone=True)
+    return union(*related), denied
+
+
+# A reference target: (its type, or the name of the parameter holding it; a condition on the
+# index row `m` of its id).
+Target = tuple[str, Callable[[FromClause], Condition]]
+
+
+def _is(m: FromClause, targets: list[Target]) -> Condition:
+    return or_(
+        *[and_(_target_type(m, target_type), matches(m)) for target_type, matches in targets]
+    )
+
+
+def _target_type(m: FromClause, target_type: str) -> Condition:
+    if target_type == "me_type":
+        return m.c.target_type == bindparam("me_type")
+    return m.c.target_type == target_type
+
+
+def _belongs(r: FromClause, type_: str, allowed: list[str], denied: list[str]) -> Condition:
+    """A resource of `type_` all of whose patients are allowed and not denied."""
+    if type_ == "Patient":
+        ok = r.c.id.in_(allowed)
+        return and_(ok, r.c.id.not_in(denied)) if denied else ok
+    codes = compartment_params("Patient", type_) or []
+    if not codes:
+        return false()
+    x = TABLES["reference"].alias()
+    outside = x.c.target_id.not_in(allowed)
+    if denied:
+        outside = or_(outside, x.c.target_id.in_(denied))
+    # A patient this server cannot name (an absolute URL, an identifier alone) is not one the
+    # caller is known to be related to.
+    unknown = and_(
+        x.c.target_type.is_(None),
+        or_(
+            x.c.url.contains("/Patient/"),
+            and_(x.c.param.in_(_PATIENT_PARAMS), x.c.identifier_value.is_not(None)),
+        ),
+    )
+    return not_(
+        exists(
+            select(x.c.resource_pk).where(
+                x.c.resource_pk == r.c.pk,
+                x.c.param.in_(codes),
+                or_(and_(x.c.target_type == "Patient", outside), unknown),
             )
         )
-
-    def _patients(self, mode: Mode, with_opposition: bool) -> tuple[Any, Any | None]:
-        """(ids of the patients visible through the relation, ids of those opposing exchange,
-        or None when oppositions do not apply)."""
-        if mode is Mode.PATIENT:
-            return select(literal(self.principal.patient)), None
-        me_type, _, me_id = (self.principal.fhir_user or "/").partition("/")
-        my_roles = _ids_of("PractitionerRole", "practitioner", "Practitioner", me_id)
-
-        def me(m: FromClause) -> Condition:
-            if me_type != "Practitioner":
-                return and_(m.c.target_type == me_type, m.c.target_id == me_id)
-            return or_(
-                and_(m.c.target_type == "Practitioner", m.c.target_id == me_id),
-                and_(m.c.target_type == "PractitionerRole", m.c.target_id.in_(my_roles)),
-            )
-
-        related = [
-            _targets(
-                "CareTeam",
-                "patient",
-                _referencing("CareTeam", ("participant",), me),
-                _having("CareTeam", "status", None, "active"),
-            ),
-            _targets("Task", "patient", _referencing("Task", ("owner", "requester"), me)),
-            _targets("Consent", "patient", *self._consents(SHARING, me, everyone=False)),
-        ]
-        if COORDINATOR in self.principal.roles and me_type == "Practitioner":
-            organizations = _cpts_of(my_roles)
-            related.append(
-                _targets(
-                    "CarePlan",
-                    "patient",
-                    _referencing(
-                        "CarePlan",
-                        ("author",),
-                        lambda m: and_(
-                            m.c.target_type == "Organization", m.c.target_id.in_(organizations)
-                        ),
-                    ),
-                )
-            )
-        denied = None
-        if with_opposition:
-            denied = _targets("Consent", "patient", *self._consents(OPPOSITION, me, everyone=True))
-        return union(*related), denied
-
-    def _consents(self, category: str, me: RowTest, everyone: bool) -> list[RowFilter]:
-        """Filters of Consents: active, of `category` (v3 ActCode), over a period covering now,
-        naming the caller, or (`everyone`) naming no one."""
-        period, moment = TABLES["date"].alias(), datetime.now(UTC)
-        out_of_period = select(period.c.resource_pk).where(
-            period.c.type == "Consent",
-            period.c.param == "period",
-            or_(period.c.low > moment, period.c.high <= moment),
-        )
-        actor = TABLES["reference"].alias()
-        naming_me = select(actor.c.resource_pk).where(
-            actor.c.type == "Consent", actor.c.param == "actor", me(actor)
-        )
-        naming_anyone = select(actor.c.resource_pk).where(
-            actor.c.type == "Consent", actor.c.param == "actor"
-        )
-
-        def addressed(p: FromClause) -> Condition:
-            if everyone:
-                return or_(p.c.resource_pk.in_(naming_me), p.c.resource_pk.not_in(naming_anyone))
-            return p.c.resource_pk.in_(naming_me)
-
-        return [
-            _having("Consent", "status", None, "active"),
-            _having("Consent", "category", ACT_CODE, category),
-            lambda p: p.c.resource_pk.not_in(out_of_period),
-            addressed,
-        ]
+    )
 
 
-# Conditions on index rows `p` (of the reference table), on the resource they belong to.
-RowTest = Callable[[FromClause], Condition]
+_PATIENT_PARAMS = ("patient", "subject")
+
+
+# Conditions on index rows `p` (of the reference table), about the resource they belong to.
 RowFilter = Callable[[FromClause], Condition]
 
 
-def _targets(type_: str, param: str, *filters: RowFilter) -> Any:
-    """Ids of the Patients that `type_` resources passing `filters` reference by `param`."""
+def _consents(category: str, me: list[Target], everyone: bool) -> list[RowFilter]:
+    """Filters of Consents: active, of `category` (v3 ActCode), over a period covering now,
+    naming the caller, or (`everyone`) naming no one."""
+    moment = bindparam("moment")
+
+    def in_period(p: FromClause) -> Condition:
+        d = TABLES["date"].alias()
+        return not_(
+            exists(
+                select(d.c.resource_pk).where(
+                    d.c.resource_pk == p.c.resource_pk,
+                    d.c.param == "period",
+                    or_(d.c.low > moment, d.c.high <= moment),
+                )
+            )
+        )
+
+    def addressed(p: FromClause) -> Condition:
+        actor = TABLES["reference"].alias()
+        named = select(actor.c.resource_pk).where(
+            actor.c.resource_pk == p.c.resource_pk, actor.c.param == "actor"
+        )
+        naming_me = exists(named.where(_is(actor, me)))
+        return or_(naming_me, not_(exists(named))) if everyone else naming_me
+
+    return [
+        _having("status", None, "active"),
+        _having("category", ACT_CODE, category),
+        in_period,
+        addressed,
+    ]
+
+
+def _targets(param: str, resources: Any, *filters: RowFilter) -> Any:
+    """Ids of the Patients that the `resources` (a select of resource pks: few) passing
+    `filters` reference by `param`. A join from those resources, so that the planner walks
+    them and not every `param` row of their type."""
+    k = resources.subquery()
+    p = TABLES["reference"].alias()
+    return (
+        select(p.c.target_id)
+        .select_from(k.join(p, p.c.resource_pk == k.c.resource_pk))
+        .where(p.c.param == param, p.c.target_type == "Patient", *[f(p) for f in filters])
+    )
+
+
+def _consenting(category: str, me: list[Target], everyone: bool) -> Any:
+    """Ids of the Patients of the Consents of `category` that apply to the caller (there are
+    few Consents: their patient rows drive)."""
     p = TABLES["reference"].alias()
     return select(p.c.target_id).where(
-        p.c.type == type_,
-        p.c.param == param,
+        p.c.type == "Consent",
+        p.c.param == "patient",
         p.c.target_type == "Patient",
-        *[f(p) for f in filters],
+        *[f(p) for f in _consents(category, me, everyone)],
     )
 
 
-def _referencing(type_: str, params: tuple[str, ...], target: RowTest) -> RowFilter:
-    """Resources of `type_` with a `params` reference passing `target`."""
-    m = TABLES["reference"].alias()
-    pks = select(m.c.resource_pk).where(m.c.type == type_, m.c.param.in_(params), target(m))
-    return lambda p: p.c.resource_pk.in_(pks)
+def _referencing(type_: str, params: tuple[str, ...], targets: list[Target]) -> Any:
+    """The pks of the resources of `type_` with a `params` reference to one of `targets`.
+    One indexed select per parameter and target type, not one OR that no index serves."""
+    selects = []
+    for param in params:
+        for target_type, matches in targets:
+            m = TABLES["reference"].alias()
+            selects.append(
+                select(m.c.resource_pk).where(
+                    m.c.type == type_,
+                    m.c.param == param,
+                    matches(m),
+                    _target_type(m, target_type),
+                )
+            )
+    return union_all(*selects)
 
 
-def _having(type_: str, param: str, system: str | None, code: str) -> RowFilter:
-    """Resources of `type_` with the token `param` = [system|]code."""
-    t = TABLES["token"].alias()
-    conditions = [t.c.type == type_, t.c.param == param, t.c.code == code]
-    if system is not None:
-        conditions.append(t.c.system == system)
-    pks = select(t.c.resource_pk).where(*conditions)
-    return lambda p: p.c.resource_pk.in_(pks)
+def _having(param: str, system: str | None, code: str) -> RowFilter:
+    """Resources with the token `param` = [system|]code, checked per resource through the
+    index on resource_pk (every active CareTeam would be a long list). The type is left out on
+    purpose: the row's resource has it, and with it SQLite prefers the (type, param, code)
+    index and walks every active CareTeam for each candidate."""
+
+    def check(p: FromClause) -> Condition:
+        t = TABLES["token"].alias()
+        conditions = [t.c.resource_pk == p.c.resource_pk, t.c.param == param, t.c.code == code]
+        if system is not None:
+            conditions.append(t.c.system == system)
+        return exists(select(t.c.resource_pk).where(*conditions))
+
+    return check
 
 
-def _ids_of(type_: str, param: str, target_type: str, target_id: str) -> Any:
-    """Ids of the `type_` resources whose `param` references target_type/target_id."""
-    m = TABLES["reference"].alias()
-    pks = select(m.c.resource_pk).where(
-        m.c.type == type_,
-        m.c.param == param,
-        m.c.target_type == target_type,
-        m.c.target_id == target_id,
+def _practitioner_roles() -> Any:
+    """The caller's PractitionerRoles (:me_id a Practitioner): id, Organization, active."""
+    practitioner, organization = TABLES["reference"].alias(), TABLES["reference"].alias()
+    active = TABLES["token"].alias()
+    r = RESOURCE
+    return (
+        select(r.c.id, organization.c.target_id, active.c.code == "true")
+        .select_from(
+            r.outerjoin(
+                organization,
+                and_(
+                    organization.c.resource_pk == r.c.pk,
+                    organization.c.param == "organization",
+                    organization.c.target_type == "Organization",
+                ),
+            ).outerjoin(active, and_(active.c.resource_pk == r.c.pk, active.c.param == "active"))
+        )
+        .where(
+            r.c.pk.in_(
+                select(practitioner.c.resource_pk).where(
+                    practitioner.c.type == "PractitionerRole",
+                    practitioner.c.param == "practitioner",
+                    practitioner.c.target_id == bindparam("me_id"),
+                    practitioner.c.target_type == "Practitioner",
+                )
+            )
+        )
     )
-    return select(RESOURCE.c.id).where(RESOURCE.c.type == type_, RESOURCE.c.pk.in_(pks))
 
 
-def _cpts_of(practitioner_roles: Any) -> Any:
-    """The Organizations of the given PractitionerRoles that are active."""
-    o = TABLES["reference"].alias()
-    pks = select(RESOURCE.c.pk).where(
-        RESOURCE.c.type == "PractitionerRole", RESOURCE.c.id.in_(practitioner_roles)
-    )
-    return select(o.c.target_id).where(
-        o.c.type == "PractitionerRole",
-        o.c.param == "organization",
-        o.c.target_type == "Organization",
-        o.c.resource_pk.in_(pks),
-        _having("PractitionerRole", "active", None, "true")(o),
-    )
+_ROLES = _practitioner_roles()

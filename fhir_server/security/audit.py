@@ -64,9 +64,9 @@ def access_event(
     concerned: set[str] = set()
     for type_, id_, body in returned:
         concerned |= patients(type_, id_, body)
-        if ix.kind in (Kind.READ, Kind.VREAD, Kind.HISTORY_INSTANCE):
+        if ix.kind in (Kind.READ, Kind.VREAD):
             entities.append(_resource(type_, id_))
-    if ix.kind is Kind.HISTORY_INSTANCE and not entities and ix.type and ix.id:
+    if ix.kind is Kind.HISTORY_INSTANCE and ix.type and ix.id:
         entities.append(_resource(ix.type, ix.id))
     if ix.params and ix.kind not in (Kind.READ, Kind.VREAD):
         entities.append(_query(ix))
@@ -90,10 +90,13 @@ def change_event(ctx: Context, change: Change) -> dict[str, Any]:
     )
 
 
-def refusal_event(ctx: Context, ix: Interaction | None, reason: str) -> dict[str, Any]:
-    """The event of a refused interaction: what was asked, and why it was refused."""
+def refusal_event(
+    ctx: Context, ix: Interaction | None, reason: str, concerned: set[str]
+) -> dict[str, Any]:
+    """The event of a refused interaction: what was asked, why it was refused, and the
+    patients it would have reached (`concerned`: those of the stored resource)."""
     entities: list[dict[str, Any]] = []
-    concerned: set[str] = set()
+    concerned = set(concerned)
     if ix is not None and ix.kind is Kind.OPERATION:
         entities.append(_operation(ix))
     if ix is not None and ix.type and ix.id:

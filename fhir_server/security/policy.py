@@ -29,7 +29,15 @@ from fhir_server.engine.unit_of_work import Change, UnitOfWork
 from fhir_server.errors import FhirError
 from fhir_server.model.registry import resource_types
 from fhir_server.security import audit
-from fhir_server.security.access import ACT_CODE, OPPOSITION, SHARING, Access, Mode
+from fhir_server.security.access import (
+    ACT_CODE,
+    OPPOSITION,
+    RELATION_TYPES,
+    SHARING,
+    Access,
+    Mode,
+)
+from fhir_server.security.principal import COORDINATOR
 
 if TYPE_CHECKING:
     from fhir_server.engine.engine import Engine
@@ -51,12 +59,14 @@ _LETTERS = {
 _CHANGE_LETTERS = {"create": "c", "update": "u", "patch": "u", "delete": "d"}
 _VERBS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
 AUDIT_TRAIL = "AuditEvent"
+ENROLMENT = frozenset({"CareTeam", "CarePlan"})
 
 
 def install(server: Server) -> None:
     engine, hooks = server.engine, server.hooks
     hooks.register(HookPoint.BEFORE_INTERACTION, authorize)
     hooks.register(HookPoint.BEFORE_STORAGE, partial(guard_write, engine))
+    hooks.register(HookPoint.AFTER_INTERACTION, check_versions)
     hooks.register(HookPoint.AFTER_INTERACTION, record_access)
     hooks.register(HookPoint.BEFORE_COMMIT, partial(before_commit, engine))
     hooks.register(HookPoint.AFTER_TRANSACTION, partial(after_transaction, engine))
@@ -144,14 +154,16 @@ def guard_write(engine: Engine, ctx: Context, change: Change, uow: UnitOfWork) -
     mode = access.mode(change.type, letter)
     if mode is None:
         raise forbidden(f"Your token and roles do not allow you to {_VERBS[letter]} {change.type}")
-    if (
-        mode is not Mode.ALL
-        and change.previous_version is not None
-        and change.id not in engine.search.visible(uow, access, change.type, [change.id])
-    ):
-        raise forbidden(f"{change.type}/{change.id} belongs to a patient outside your care")
+    if mode is not Mode.ALL:
+        access.before_writes(uow)  # the relation writes are judged by, before this one
+        if change.previous_version is not None and change.id not in engine.search.visible(
+            uow, access, change.type, [change.id]
+        ):
+            raise forbidden(f"{change.type}/{change.id} belongs to a patient outside your care")
     if change.type == "Consent" and change.resource is not None:
         _check_consent(change.resource)
+    if change.type in RELATION_TYPES:
+        access.forget()
 
 
 def _check_consent(consent: dict[str, Any]) -> None:
@@ -183,6 +195,18 @@ def _check_consent(consent: dict[str, Any]) -> None:
 # -- AFTER_INTERACTION, BEFORE_COMMIT, AFTER_TRANSACTION --------------------------------------
 
 
+def check_versions(ctx: Context, uow: UnitOfWork, ix: Interaction, outcome: Outcome) -> None:
+    """A past version is judged by its own content: an Observation filed on another patient
+    and then moved to one of the caller's stays hidden in its history."""
+    if ctx.principal is None or ix.kind not in (Kind.VREAD, Kind.HISTORY_INSTANCE):
+        return
+    access = access_of(ctx)
+    returned = outcome.returned or [(outcome.type or "", outcome.id or "", outcome.body)]
+    for type_, id_, body in returned:
+        if not access.sees(uow, type_, audit.patients(type_, id_, body)):
+            raise forbidden(f"A version of {type_}/{id_} belongs to a patient outside your care")
+
+
 def record_access(ctx: Context, uow: UnitOfWork, ix: Interaction, outcome: Outcome) -> None:
     if ctx.principal is None or not (audit.is_read(ix.kind) or ix.kind is Kind.OPERATION):
         return
@@ -200,8 +224,17 @@ def before_commit(engine: Engine, ctx: Context, uow: UnitOfWork) -> None:
     for change in uow.changes:
         if change.resource is not None and access.mode(change.type, "r") is not Mode.ALL:
             written[change.type].add(change.id)
+    created = {c.id for c in uow.changes if c.type == "Patient" and c.interaction == "create"}
     for type_, ids in written.items():
-        hidden = ids - engine.search.visible(uow, access, type_, ids)
+        if type_ in ENROLMENT and COORDINATOR in ctx.principal.roles:
+            # Coordinators enrol patients: their CareTeam or CarePlan must relate them.
+            hidden = ids - engine.search.visible(uow, access, type_, ids)
+        else:
+            # A new patient must be related to its writer by what came with it.
+            new = ids & created if type_ == "Patient" else set()
+            hidden = (new - engine.search.visible(uow, access, type_, new)) | (
+                ids - new - access.writable(uow, type_, ids - new, created)
+            )
         if hidden:
             id_ = min(hidden)
             error = forbidden(
@@ -209,8 +242,10 @@ def before_commit(engine: Engine, ctx: Context, uow: UnitOfWork) -> None:
                 "patient you care for (a new patient comes with their CareTeam, in one "
                 "transaction)"
             )
-            kind = next(c.interaction for c in uow.changes if (c.type, c.id) == (type_, id_))
-            error.interaction = Interaction(Kind(kind), type_, id_)
+            change = next(c for c in uow.changes if (c.type, c.id) == (type_, id_))
+            error.interaction = Interaction(
+                Kind(change.interaction), type_, id_, resource=change.resource
+            )
             raise error
     if not uow.write:
         return  # reads only: stored after this transaction
@@ -228,11 +263,22 @@ def after_transaction(
     if error is None:
         events = uow.trail
     elif error.status == 403:
-        events = [audit.refusal_event(ctx, error.interaction, str(error))]
+        events = [error]
     else:
         events = []
     uow.trail = []
     if events:
         with engine.unit_of_work(write=True) as trail:
             for event in events:
+                if isinstance(event, FhirError):  # the refused resource's patients, if any
+                    event = audit.refusal_event(
+                        ctx, event.interaction, str(event), _patients_of(trail, event.interaction)
+                    )
                 engine.append(trail, AUDIT_TRAIL, event)
+
+
+def _patients_of(uow: UnitOfWork, ix: Interaction | None) -> set[str]:
+    if ix is None or not ix.type or not ix.id:
+        return set()
+    stored = uow.repository.read(ix.type, ix.id)
+    return audit.patients(ix.type, ix.id, stored.body if stored else None)

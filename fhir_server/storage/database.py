@@ -52,13 +52,6 @@ class Database:
             with conn.begin():
                 yield conn
 
-    def optimize(self) -> None:
-        """Refresh the planner's statistics on SQLite, which has none until ANALYZE runs:
-        without them a search's date EXISTS scans every past due date per candidate."""
-        if self.dialect == "sqlite":
-            with self.transaction(write=True) as conn:
-                conn.exec_driver_sql("ANALYZE")
-
     def dispose(self) -> None:
         self.engine.dispose()
 
@@ -77,7 +70,6 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA analysis_limit=1000")  # ANALYZE samples: fast on any size
         cursor.close()
 
     @event.listens_for(engine, "begin")

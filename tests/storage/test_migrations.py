@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import event, inspect, text
 
 from fhir_server.storage.database import Database
 from fhir_server.storage.migrate import current_revision, upgrade
@@ -38,7 +38,7 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def test_migrations_match_the_models(empty_url: str) -> None:
     database = Database(empty_url)
     upgrade(database)
-    assert current_revision(database) == "0002"
+    assert current_revision(database) == "0003"
     upgrade(database)  # idempotent
     with database.engine.connect() as conn:
         differences = compare_metadata(MigrationContext.configure(conn), Base.metadata)
@@ -58,21 +58,52 @@ def test_migrate_command(empty_url: str) -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert "database at revision 0002" in result.stdout
+    assert "database at revision 0003" in result.stdout
 
 
-def test_sqlite_statistics_are_gathered(tmp_path: Path) -> None:
-    """Without statistics SQLite's planner picks indexes blindly (a search's date EXISTS then
-    scans every past date per candidate); `optimize` gathers them."""
-    database = Database(f"sqlite:///{tmp_path / 'stats.db'}")
-    upgrade(database)
-    with database.transaction(write=True) as conn:
-        conn.exec_driver_sql(
-            "INSERT INTO resource (type, id, version, last_updated, deleted) "
-            "VALUES ('Patient', 'p1', 1, '2026-01-01T00:00:00+00:00', 0)"
+def test_sqlite_checks_each_candidate_through_its_own_index_rows(tmp_path: Path) -> None:
+    """A search's non-driving criteria are checked per candidate through the index on
+    resource_pk, whatever statistics SQLite has: with the type in the check, sampled
+    statistics made it walk every open Task's status row for each candidate."""
+    from fhir_server.engine.interaction import Context, Interaction, Kind
+    from fhir_server.server import Server
+    from fhir_server.settings import Settings
+
+    server = Server(
+        Settings(database_url=f"sqlite:///{tmp_path / 'plan.db'}", security_enabled=False),
+        load_plugins=False,
+        load_conformance=False,
+    )
+    with server.database.transaction(write=True) as conn:  # misleading sampled statistics
+        conn.exec_driver_sql("PRAGMA analysis_limit=10")
+        conn.exec_driver_sql("ANALYZE")
+    captured: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany) -> None:
+        if "EXISTS" in statement:
+            captured.append((statement, parameters))
+
+    event.listen(server.database.engine, "before_cursor_execute", capture)
+    params = [("owner", "Practitioner/p1"), ("status", "requested,in-progress")]
+    server.engine.execute(Interaction(Kind.SEARCH_TYPE, "Task", params=params), Context())
+    statement, parameters = captured[0]
+    with server.database.transaction(write=False) as conn:
+        plan = " ".join(
+            str(row[3])
+            for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
         )
-    database.optimize()
+    server.close()
+    assert "ix_search_token_resource_pk" in plan, plan
+
+
+def test_migration_drops_sampled_sqlite_statistics(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'stats.db'}")
+    upgrade(database, "0002")
+    with database.transaction(write=True) as conn:
+        conn.exec_driver_sql("ANALYZE")
+        assert conn.exec_driver_sql("SELECT count(*) FROM sqlite_stat1").scalar()
+    upgrade(database)
     with database.transaction(write=False) as conn:
-        tables = {row[0] for row in conn.exec_driver_sql("SELECT tbl FROM sqlite_stat1")}
-    assert "resource" in tables
+        names = {row[0] for row in conn.exec_driver_sql("SELECT name FROM sqlite_master")}
     database.dispose()
+    assert "sqlite_stat1" not in names
