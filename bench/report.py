@@ -159,6 +159,29 @@ def scenarios_table(folder: Path = RESULTS) -> str:
     return "\n".join(lines)
 
 
+def security_table(folder: Path = RESULTS) -> str:
+    """Security on against security off, the same calls on the same database."""
+    lines = [
+        "| call | database, scale | off: req/s, p50, p95 ms | on: req/s, p50, p95 ms "
+        "| on/off throughput | on/off p95 | goal |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for path in sorted(folder.glob("security-overhead-*.json")):
+        report = json.loads(path.read_text())
+        for call, label in (("worklist", "IDEL worklist"), ("create", "create Observation")):
+            r = report["scenarios"][call]
+            off, on = r["off"], r["on"]
+            lines.append(
+                f"| {label} | {_where(path)} ({report['cores']} cores) | "
+                f"{off['throughput_per_s']:.0f}, {off['latency_ms']['p50']:.1f}, "
+                f"{off['latency_ms']['p95']:.1f} | {on['throughput_per_s']:.0f}, "
+                f"{on['latency_ms']['p50']:.1f}, {on['latency_ms']['p95']:.1f} | "
+                f"{r['throughput_ratio']:.2f}{TIMES} | {r['p95_ratio']:.2f}{TIMES} | "
+                f"\u2264 {r['goal']}{TIMES} |"
+            )
+    return "\n".join(lines)
+
+
 def _where(path: Path) -> str:
     """`sqlite, 100k` from `name-sqlite-100k.json`."""
     database, scale = path.stem.rsplit("-", 2)[1:]
@@ -171,6 +194,7 @@ SECTIONS = {
     "search": search_table,
     "plans": plans,
     "validation": validation_table,
+    "security": security_table,
 }
 
 

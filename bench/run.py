@@ -18,7 +18,15 @@ import typer
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bench import crud, deadline_sweep, hl7v2_ingest, pathway_apply, report, search_latency
+from bench import (
+    crud,
+    deadline_sweep,
+    hl7v2_ingest,
+    pathway_apply,
+    report,
+    search_latency,
+    security_overhead,
+)
 from bench.generate import parse_scale
 from bench.load import load
 from bench.measure import RESULTS
@@ -84,8 +92,9 @@ def main(
     concurrency: int = typer.Option(8, help="Requests in flight for the throughput scenarios."),
     only: list[str] = typer.Option(
         None,
-        help="Run only these scenarios (search, crud, pathway-apply, hl7v2-ingest, "
-        "deadline-sweep); the last two run on a database of their own, whatever the scale.",
+        help="Run only these scenarios (search, crud, pathway-apply, security-overhead, "
+        "hl7v2-ingest, deadline-sweep); the last two run on a database of their own, whatever "
+        "the scale.",
     ),
 ) -> None:
     if quick:
@@ -101,6 +110,9 @@ def main(
         "search": lambda url, db: search_latency.run_benchmark(url, scale, queries, seed=7),
         "crud": lambda url, db: crud.run_benchmark(url, scale, count, concurrency, seed=11),
         "pathway-apply": lambda url, db: pathway_apply.run_benchmark(url, applies),
+        "security-overhead": lambda url, db: security_overhead.run_benchmark(
+            url, scale, count // 2, concurrency, seed=13
+        ),
         "hl7v2-ingest": lambda url, db: hl7v2_ingest.run_benchmark(empty_database(url), messages),
         "deadline-sweep": lambda url, db: deadline_sweep.run_benchmark(
             empty_database(url), patients, late_share=0.1, batch=50, seed=5

@@ -127,9 +127,7 @@ def run_benchmark(
                 url = servers[side][1]
                 part = slice(0, half) if not runs[side] else slice(half, requests)
                 for scenario, batch in calls[side].items():
-                    runs[side].setdefault(scenario, []).append(
-                        drive(url, batch[part], concurrency)
-                    )
+                    runs[side].setdefault(scenario, []).append(drive(url, batch[part], concurrency))
             memory = {side: peak_memory_mb(process) for side, (process, _) in servers.items()}
         finally:
             for process, _ in servers.values():

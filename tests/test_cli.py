@@ -30,7 +30,11 @@ def _free_port() -> int:
 
 def test_serve_with_demo_data(tmp_path: Path) -> None:
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}",
+        "FHIR_AUTH_LOCAL_KEY": str(tmp_path / "signing-key.pem"),
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "fhir_server", "serve", "--demo", "--port", str(port)],
         cwd=ROOT,
@@ -51,9 +55,27 @@ def test_serve_with_demo_data(tmp_path: Path) -> None:
             assert process.poll() is None, process.stdout.read()
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.2)
-        tasks = httpx.get(f"{base}/Task", params={"owner": "Practitioner/idel-bernard"}).json()
+        # The README's tour: a token from the `token` command, for the demo's nurse
+        token = subprocess.run(
+            [
+                *(sys.executable, "-m", "fhir_server", "token"),
+                *("--role", "idel", "--practitioner", "Practitioner/idel-bernard"),
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        nurse = {"authorization": f"Bearer {token}"}
+        assert httpx.get(f"{base}/Task").status_code == 401
+        tasks = httpx.get(
+            f"{base}/Task", params={"owner": "Practitioner/idel-bernard"}, headers=nurse
+        ).json()
         assert tasks["total"] == 1
-        assert httpx.get(f"{base}/Patient/pat-dupont").json()["name"][0]["family"] == "Dupont"
+        dupont = httpx.get(f"{base}/Patient/pat-dupont", headers=nurse).json()
+        assert dupont["name"][0]["family"] == "Dupont"
+        assert httpx.get(f"{base}/Patient/pat-leroy", headers=nurse).status_code == 403
         assert (tmp_path / "demo.db").exists()
     finally:
         process.terminate()

@@ -20,6 +20,7 @@ from fhir_server.rest import auth
 from fhir_server.rest.authentication import Unauthenticated
 from fhir_server.rest.negotiation import error_response
 from fhir_server.rest.routes import public, router
+from fhir_server.security.tokens import TokenVerifier
 from fhir_server.server import Server
 from fhir_server.settings import Settings, get_settings
 
@@ -37,6 +38,8 @@ def create_app(settings: Settings | None = None, server: Server | None = None) -
         owned = app.state.server is None
         if owned:
             app.state.server = Server(settings or get_settings())
+            if app.state.server.settings.security_enabled:  # a bad key setting fails here
+                app.state.token_verifier = TokenVerifier(app.state.server.settings)
             if app.state.server.settings.outbox_in_process:
                 app.state.server.start_outbox_worker()
         yield

@@ -2,7 +2,8 @@
 
 A request without a valid token is refused with 401 and a `WWW-Authenticate` challenge before
 anything is read; only the discovery documents (`/metadata`,
-`/.well-known/smart-configuration`) and the token endpoint are public.
+`/.well-known/smart-configuration`, `/auth/jwks`) and the token endpoint (`/auth/token`) are
+public. When the issuer's keys cannot be fetched the server, not the token, is at fault: 503.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from fastapi import Request
 
 from fhir_server.errors import FhirError, Issue
 from fhir_server.security.principal import Principal
-from fhir_server.security.tokens import InvalidToken, TokenVerifier
+from fhir_server.security.tokens import InvalidToken, KeysUnavailable, TokenVerifier
 
 REALM = "cpts-fhir"
 
@@ -48,6 +49,8 @@ def principal(request: Request) -> Principal | None:
         verifier = request.app.state.token_verifier = TokenVerifier(server.settings)
     try:
         caller = verifier.verify(token.strip())
+    except KeysUnavailable as exc:  # a client must not throw away a token that may be good
+        raise FhirError.of(503, "transient", str(exc)) from None
     except InvalidToken as exc:
         raise Unauthenticated(str(exc)) from None
     address = request.client.host if request.client else None

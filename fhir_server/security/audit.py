@@ -7,7 +7,8 @@ belong to; for a search, the query), when, from which door, with what outcome an
 purpose. It never holds a resource's content.
 
 Writes are audited in their own transaction, before it commits: no change without its trail.
-Reads are audited just after their read-only transaction, before the response leaves; refusals
+Reads are audited in their transaction on PostgreSQL, just after it on SQLite (a read does not
+take its write lock), before the response leaves; refusals
 after the rollback of the work they refused.
 """
 

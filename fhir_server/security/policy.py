@@ -247,8 +247,8 @@ def before_commit(engine: Engine, ctx: Context, uow: UnitOfWork) -> None:
                 Kind(change.interaction), type_, id_, resource=change.resource
             )
             raise error
-    if not uow.write:
-        return  # reads only: stored after this transaction
+    if not (uow.write or uow.repository.is_postgres):
+        return  # reads on SQLite, without its write lock: stored just after this transaction
     events = [audit.change_event(ctx, change) for change in uow.changes] + uow.trail
     for event in events:
         engine.append(uow, AUDIT_TRAIL, event)
