@@ -29,7 +29,7 @@ def receiver(request: Request) -> Receiver:
 
 
 async def receive(request: Request) -> Response:
-    caller = principal(request)
+    caller = await principal(request)
     if caller is not None and HOSPITAL not in caller.roles:
         raise FhirError.of(403, "forbidden", "Only hospital systems send HL7 v2 messages")
     door = receiver(request)

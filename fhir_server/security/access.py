@@ -40,6 +40,7 @@ from sqlalchemy import (
     bindparam,
     exists,
     false,
+    literal,
     not_,
     or_,
     select,
@@ -205,20 +206,21 @@ class Access:
                     if organization and active:
                         values["orgs"].append(organization)
             coordinator = practitioner and COORDINATOR in self.principal.roles
-            allowed_sql, denied_sql = _relation(coordinator)
             values["moment"] = datetime.now(UTC)
-            allowed = sorted(set(uow.conn.execute(allowed_sql, values).scalars()))
-            denied = sorted(set(uow.conn.execute(denied_sql, values).scalars()))
-            self._related = (uow, allowed, denied)
+            found: dict[bool, set[str]] = {True: set(), False: set()}
+            for opposing, patient in uow.conn.execute(_relation(coordinator), values):
+                found[bool(opposing)].add(patient)
+            self._related = (uow, sorted(found[False]), sorted(found[True]))
         return self._related[1], self._related[2]
 
 
 @cache
-def _relation(coordinator: bool) -> tuple[Any, Any]:
-    """The queries of the related patients and of those opposing exchange, for a caller
-    `:me_type/:me_id` acting through the PractitionerRoles `:roles` (of the CPTS `:orgs`), at
-    `:moment`. Built once per shape, so that SQLAlchemy compiles them once; each branch is an
-    equality on the (type, param, target_id, target_type) index."""
+def _relation(coordinator: bool) -> Any:
+    """The query of the related patients (opposing = 0) and of those opposing exchange
+    (opposing = 1), for a caller `:me_type/:me_id` acting through the PractitionerRoles
+    `:roles` (of the CPTS `:orgs`), at `:moment`. Built once per shape, so that SQLAlchemy
+    compiles it once; each branch is an equality on the (type, param, target_id, target_type)
+    index."""
     me = [
         ("me_type", lambda m: m.c.target_id == bindparam("me_id")),
         ("PractitionerRole", lambda m: m.c.target_id.in_(bindparam("roles", expanding=True))),
@@ -235,8 +237,12 @@ def _relation(coordinator: bool) -> tuple[Any, Any]:
     if coordinator:
         cpts = [("Organization", lambda m: m.c.target_id.in_(bindparam("orgs", expanding=True)))]
         related.append(_targets("patient", _referencing("CarePlan", ("author",), cpts)))
-    denied = _consenting(OPPOSITION, me, everyone=True)
-    return union(*related), denied
+    allowed = union(*related).subquery()
+    denied = _consenting(OPPOSITION, me, everyone=True).subquery()
+    return union_all(
+        select(literal(0).label("opposing"), allowed.c.target_id),
+        select(literal(1).label("opposing"), denied.c.target_id),
+    )
 
 
 # A reference target: (its type, or the name of the parameter holding it; a condition on the
