@@ -132,7 +132,8 @@ def main(
             _write(folder, f"{name}-{database}-{scale}.json", step(url, database))
         typer.echo(f"{database}: done in {time.perf_counter() - started:.0f} s")
     if quick:
-        typer.echo(report.crud_table(folder) + "\n\n" + report.scenarios_table(folder))
+        tables = (report.crud_table, report.scenarios_table, report.security_table)
+        typer.echo("\n\n".join(table(folder) for table in tables))
         return
     report.PAGE.write_text(report.render(report.PAGE.read_text()))
     typer.echo(f"results in {RESULTS}, tables in {report.PAGE}")

@@ -88,6 +88,8 @@ class Search:
     ) -> set[str]:
         """Those of the resources `type_`/`ids` the caller may see (their current index rows
         decide)."""
+        if not ids:
+            return set()
         r = RESOURCE
         uow.repository.flush()
         condition = visibility.condition(uow, r, [type_])
