@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -71,10 +71,6 @@ class SearchService(Protocol):
         visibility: Visibility | None = None,
     ) -> list[str]: ...
 
-    def visible(
-        self, uow: UnitOfWork, visibility: Visibility, type_: str, ids: Collection[str]
-    ) -> set[str]: ...
-
     def search(
         self, engine: Engine, uow: UnitOfWork, interaction: Interaction, context: Context
     ) -> Outcome: ...
@@ -108,6 +104,7 @@ class Engine:
 
     def execute(self, interaction: Interaction, context: Context) -> Outcome:
         """Run one interaction in its own database transaction, retrying write conflicts."""
+        self.hooks.run(HookPoint.BEFORE_TRANSACTION, context, interaction)
         if interaction.kind in (Kind.BATCH, Kind.TRANSACTION):
             return process_bundle(self, interaction, context)
         return self.in_transaction(
@@ -212,9 +209,7 @@ class Engine:
         """Refuse (403) a resource the caller may not see; a deleted one is judged by its
         last content's place (its index rows are gone: the caller sees a 410 only if the type
         is open to them)."""
-        if ctx.visibility is not None and id_ not in self.search.visible(
-            uow, ctx.visibility, type_, [id_]
-        ):
+        if ctx.visibility is not None and id_ not in ctx.visibility.visible(uow, type_, {id_}):
             raise FhirError.of(
                 403,
                 "forbidden",

@@ -102,6 +102,10 @@ class Visibility(Protocol):
         all of them are visible."""
         ...
 
+    def visible(self, uow: UnitOfWork, type_: str, ids: set[str]) -> set[str]:
+        """Those of the stored resources `type_`/`ids` the caller may see."""
+        ...
+
 
 @dataclass
 class Context:

@@ -4,7 +4,6 @@ criteria, sorting, keyset paging, totals, `_include`/`_revinclude`, searchset Bu
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
@@ -82,21 +81,6 @@ class Search:
         where = self._where(request, None, visible)
         stmt = select(r.c.id).where(*where).order_by(r.c.pk)
         return list(uow.conn.execute(stmt.limit(limit)).scalars())
-
-    def visible(
-        self, uow: UnitOfWork, visibility: Visibility, type_: str, ids: Collection[str]
-    ) -> set[str]:
-        """Those of the resources `type_`/`ids` the caller may see (their current index rows
-        decide)."""
-        if not ids:
-            return set()
-        r = RESOURCE
-        uow.repository.flush()
-        condition = visibility.condition(uow, r, [type_])
-        if condition is None:
-            return set(ids)
-        stmt = select(r.c.id).where(r.c.type == type_, r.c.id.in_(list(ids)), condition)
-        return set(uow.conn.execute(stmt).scalars())
 
     def parse(
         self,

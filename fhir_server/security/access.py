@@ -2,9 +2,8 @@
 patient, in SQL: the search adds `Access.condition` to every query that returns resources.
 
 A type is reached in one of four modes: every resource of it (`ALL`), only those of the
-patients the caller is related to (`RELATED`), only the launch patient's (`PATIENT`), or none.
-The relation (docs/security.md) is read from the data at the time of the query, in the same
-statement, so a change of care team or of consent applies to the next request:
+patients the caller is related to (`RELATED`), only the launch patient's (`PATIENT`, who must
+be related to a professional too), or none. The relation (docs/security.md):
 
 - members of the patient's active CareTeams (as Practitioner, or a PractitionerRole of theirs);
 - owners and requesters of one of the patient's Tasks;
@@ -18,11 +17,13 @@ statement, so a change of care team or of consent applies to the next request:
 A resource of a patient-data type is visible when every patient it belongs to (its Patient
 compartment references) is visible; one that belongs to no patient is visible.
 
-The patients visible through the relation are read once per unit of work (one query, plus one
-for oppositions) and go into the queries as lists: a search then costs what it costs without
-security plus one index probe per candidate. They are read again after a write that can change
-them (a CareTeam, a Task, a CarePlan, a Consent, a PractitionerRole), so that a transaction
-enrolling a patient with their CareTeam sees its own enrolment.
+The relation is read once per unit of work (the caller's PractitionerRoles, then one query for
+the related and the opposing patients) and goes into the queries as lists: a search then costs
+what it costs without security plus one index probe per candidate. A change of care team or of
+consent applies to the next request. Within a unit of work the relation is read again after a
+write that can change it (a CareTeam, a Task, a CarePlan, a Consent, a PractitionerRole), and
+the writes themselves are judged by the relation as it stood before the first of them
+(`before_writes`).
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class Access:
         self._modes: dict[tuple[str, str], Mode | None] = {}
         self._related: tuple[UnitOfWork, list[str], list[str]] | None = None
         self._before: tuple[UnitOfWork, list[str], list[str]] | None = None
+        self._prefetched: tuple[list[str], list[str]] | None = None
 
     # -- types -----------------------------------------------------------------------------
 
@@ -148,6 +150,15 @@ class Access:
             return [patient], []
         return ([patient] if patient in allowed else []), denied
 
+    def visible(self, uow: UnitOfWork, type_: str, ids: set[str]) -> set[str]:
+        """Those of the stored resources `type_`/`ids` the caller may see now."""
+        mode = self.mode(type_, "r")
+        if mode is Mode.ALL or not ids:
+            return set(ids) if mode is Mode.ALL else set()
+        if mode is None:
+            return set()
+        return self._ids(uow, type_, ids, *self.patients(uow, mode))
+
     def writable(self, uow: UnitOfWork, type_: str, ids: set[str], created: set[str]) -> set[str]:
         """Those of the resources just written that the caller could write: all their patients
         visible before the first write of `uow`, or created in it (a new patient comes with its
@@ -155,18 +166,22 @@ class Access:
         mode = self.mode(type_, "r")
         if mode is Mode.ALL:
             return ids
-        if mode is None:
+        if mode is None or not ids:
             return set()
         allowed, denied = self.patients(uow, mode, before=True)
-        if type_ == "Consent":
-            denied = []
-        r = RESOURCE
-        stmt = select(r.c.id).where(
-            r.c.type == type_,
-            r.c.id.in_(sorted(ids)),
-            _belongs(r, type_, sorted(set(allowed) | created), denied),
-        )
-        return set(uow.conn.execute(stmt).scalars())
+        return self._ids(uow, type_, ids, sorted(set(allowed) | created), denied)
+
+    @staticmethod
+    def _ids(
+        uow: UnitOfWork, type_: str, ids: set[str], allowed: list[str], denied: list[str]
+    ) -> set[str]:
+        uow.repository.flush()  # the index rows of this unit of work's writes
+        values = {
+            "ids": sorted(ids),
+            "allowed": allowed,
+            "denied": [] if type_ == "Consent" else denied,
+        }
+        return set(uow.conn.execute(_visible_ids(type_), values).scalars())
 
     def sees(self, uow: UnitOfWork, type_: str, patients: set[str]) -> bool:
         """Whether content about `patients` (a past version, say) is visible in `type_`."""
@@ -192,10 +207,20 @@ class Access:
         """A write may have changed the relation: read it again."""
         self._related = None
 
+    def prefetch(self, uow: UnitOfWork) -> None:
+        """Read the relation in `uow`, a read-only transaction just before a write one, for
+        the write one to start from: on SQLite the writer then holds the database lock for
+        its writes only, not for these queries too."""
+        self._related = None
+        self._prefetched = self.related(uow)
+
     def related(self, uow: UnitOfWork) -> tuple[list[str], list[str]]:
         """(ids of the patients related to the caller, ids of those opposing exchange with
-        them), read once per unit of work."""
+        them), read once per unit of work (or just before it: `prefetch`)."""
         if self._related is None or self._related[0] is not uow:
+            if self._prefetched is not None:
+                self._related, self._prefetched = (uow, *self._prefetched), None
+                return self._related[1], self._related[2]
             uow.repository.flush()
             me_type, _, me_id = (self.principal.fhir_user or "/").partition("/")
             practitioner = me_type == "Practitioner"
@@ -262,17 +287,33 @@ def _target_type(m: FromClause, target_type: str) -> Condition:
     return m.c.target_type == target_type
 
 
-def _belongs(r: FromClause, type_: str, allowed: list[str], denied: list[str]) -> Condition:
-    """A resource of `type_` all of whose patients are allowed and not denied."""
+@cache
+def _visible_ids(type_: str) -> Any:
+    """Which of the resources `type_`/`:ids` belong only to `:allowed` patients, none of them
+    `:denied`: built once per type (reads by id and checks of writes are frequent)."""
+    r = RESOURCE
+    allowed = bindparam("allowed", expanding=True)
+    denied = bindparam("denied", expanding=True)
+    return select(r.c.id).where(
+        r.c.type == type_,
+        r.c.id.in_(bindparam("ids", expanding=True)),
+        _belongs(r, type_, allowed, denied),
+    )
+
+
+def _belongs(r: FromClause, type_: str, allowed: Any, denied: Any) -> Condition:
+    """A resource of `type_` all of whose patients are `allowed` and not `denied` (lists, or
+    expanding parameters)."""
+    any_denied = not isinstance(denied, list) or bool(denied)
     if type_ == "Patient":
         ok = r.c.id.in_(allowed)
-        return and_(ok, r.c.id.not_in(denied)) if denied else ok
+        return and_(ok, r.c.id.not_in(denied)) if any_denied else ok
     codes = compartment_params("Patient", type_) or []
     if not codes:
         return false()
     x = TABLES["reference"].alias()
     outside = x.c.target_id.not_in(allowed)
-    if denied:
+    if any_denied:
         outside = or_(outside, x.c.target_id.in_(denied))
     # A patient this server cannot name (an absolute URL, an identifier alone) is not one the
     # caller is known to be related to.

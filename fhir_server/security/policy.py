@@ -64,6 +64,7 @@ ENROLMENT = frozenset({"CareTeam", "CarePlan"})
 
 def install(server: Server) -> None:
     engine, hooks = server.engine, server.hooks
+    hooks.register(HookPoint.BEFORE_TRANSACTION, partial(prefetch, engine))
     hooks.register(HookPoint.BEFORE_INTERACTION, authorize)
     hooks.register(HookPoint.BEFORE_STORAGE, partial(guard_write, engine))
     hooks.register(HookPoint.AFTER_INTERACTION, check_versions)
@@ -82,6 +83,21 @@ def access_of(ctx: Context) -> Access:
     if not isinstance(access, Access) or access.principal is not ctx.principal:
         access = ctx.visibility = Access(ctx.principal)
     return access
+
+
+# -- BEFORE_TRANSACTION -----------------------------------------------------------------------
+
+
+def prefetch(engine: Engine, ctx: Context, ix: Interaction) -> None:
+    """A professional's write starts from their relation read just before its transaction:
+    SQLite's single writer then holds the lock for the writes, not for reading the relation
+    (which, held by one of eight concurrent writers, made creates seven times slower)."""
+    if ctx.principal is None or not (ix.is_write or ix.kind is Kind.TRANSACTION):
+        return
+    access = access_of(ctx)
+    if any(role.relation for role in access.roles):
+        with engine.unit_of_work(write=False) as uow:
+            access.prefetch(uow)
 
 
 # -- BEFORE_INTERACTION -----------------------------------------------------------------------
@@ -156,8 +172,8 @@ def guard_write(engine: Engine, ctx: Context, change: Change, uow: UnitOfWork) -
         raise forbidden(f"Your token and roles do not allow you to {_VERBS[letter]} {change.type}")
     if mode is not Mode.ALL:
         access.before_writes(uow)  # the relation writes are judged by, before this one
-        if change.previous_version is not None and change.id not in engine.search.visible(
-            uow, access, change.type, [change.id]
+        if change.previous_version is not None and change.id not in access.visible(
+            uow, change.type, {change.id}
         ):
             raise forbidden(f"{change.type}/{change.id} belongs to a patient outside your care")
     if change.type == "Consent" and change.resource is not None:
@@ -228,11 +244,11 @@ def before_commit(engine: Engine, ctx: Context, uow: UnitOfWork) -> None:
     for type_, ids in written.items():
         if type_ in ENROLMENT and COORDINATOR in ctx.principal.roles:
             # Coordinators enrol patients: their CareTeam or CarePlan must relate them.
-            hidden = ids - engine.search.visible(uow, access, type_, ids)
+            hidden = ids - access.visible(uow, type_, ids)
         else:
             # A new patient must be related to its writer by what came with it.
             new = ids & created if type_ == "Patient" else set()
-            hidden = (new - engine.search.visible(uow, access, type_, new)) | (
+            hidden = (new - access.visible(uow, type_, new)) | (
                 ids - new - access.writable(uow, type_, ids - new, created)
             )
         if hidden:
