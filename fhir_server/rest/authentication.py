@@ -14,6 +14,7 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 
 from fhir_server.errors import FhirError, Issue
+from fhir_server.security.policy import record_refused_token
 from fhir_server.security.principal import Principal
 from fhir_server.security.tokens import (
     InvalidToken,
@@ -42,12 +43,23 @@ async def authenticate(request: Request) -> None:
 
 
 async def principal(request: Request) -> Principal | None:
-    """The caller of `request`; None when the server runs without security. Verified on the
-    event loop (a signature check is a fraction of a millisecond, less than a hop to a worker
-    thread), except when the keys may have to be fetched from a JWKS URL."""
+    """The caller of `request`; None when the server runs without security. A refused token is
+    recorded in the audit trail before the 401."""
     server = request.app.state.server
     if not server.settings.security_enabled:
         return None
+    try:
+        return await _verified(request)
+    except Unauthenticated as refusal:
+        address = request.client.host if request.client else None
+        await run_in_threadpool(record_refused_token, server.engine, address, str(refusal))
+        raise
+
+
+async def _verified(request: Request) -> Principal:
+    """Verified on the event loop (a signature check is a fraction of a millisecond, less than
+    a hop to a worker thread), except when the keys may have to be fetched from a JWKS URL."""
+    server = request.app.state.server
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if not header:

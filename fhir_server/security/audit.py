@@ -32,6 +32,7 @@ OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
 SOURCE_TYPE = "http://terminology.hl7.org/CodeSystem/security-source-type"
 PURPOSE = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 CLIENT_SYSTEM = "urn:cpts-fhir:client"
+DICOM = "http://dicom.nema.org/resources/ontology/DCM"
 
 SUCCESS, MINOR_FAILURE = "0", "4"
 _ACTIONS = {"create": "C", "update": "U", "patch": "U", "delete": "D"}
@@ -111,6 +112,29 @@ def refusal_event(
     kind = ix.kind.value if ix is not None else "operation"
     action = _ACTIONS.get(kind, "E" if ix is not None and ix.kind is Kind.OPERATION else "R")
     return event(ctx, kind, action, MINOR_FAILURE, entities, concerned, reason=reason)
+
+
+def authentication_failure(address: str | None, reason: str) -> dict[str, Any]:
+    """The event of a request refused for its token (401): who is unknown, where from is not.
+    IHE ATNA's User Authentication, failed."""
+    agent: dict[str, Any] = {"requestor": True, "who": {"display": "unauthenticated"}}
+    if address:
+        agent["network"] = {"address": address, "type": "2"}
+    return {
+        "resourceType": "AuditEvent",
+        "type": {"system": DICOM, "code": "110114", "display": "User Authentication"},
+        "subtype": [{"system": DICOM, "code": "110122", "display": "Login"}],
+        "action": "E",
+        "recorded": instant(now()),
+        "outcome": MINOR_FAILURE,
+        "outcomeDesc": reason,
+        "agent": [agent],
+        "source": {
+            "site": "rest",
+            "observer": {"display": "CPTS FHIR server"},
+            "type": [{"system": SOURCE_TYPE, "code": "4", "display": "Application Server"}],
+        },
+    }
 
 
 def event(

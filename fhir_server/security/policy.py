@@ -293,6 +293,13 @@ def after_transaction(
                 engine.append(trail, AUDIT_TRAIL, event)
 
 
+def record_refused_token(engine: Engine, address: str | None, reason: str) -> None:
+    """A request refused for its token (401) leaves a trace too, in a transaction of its own:
+    who tried is unknown, from where is not."""
+    with engine.unit_of_work(write=True) as trail:
+        engine.append(trail, AUDIT_TRAIL, audit.authentication_failure(address, reason))
+
+
 def _patients_of(uow: UnitOfWork, ix: Interaction | None) -> set[str]:
     if ix is None or not ix.type or not ix.id:
         return set()

@@ -368,7 +368,14 @@ def test_every_fhir_route_needs_a_token(
         assert response.headers["www-authenticate"].startswith('Bearer realm="cpts-fhir"')
         assert response.json()["resourceType"] == "OperationOutcome"
     after = expect(auditor.get("/AuditEvent", params={"_summary": "count"}), 200)["total"]
-    assert after == before + 1  # the auditor's first count, and nothing of the 401s
+    assert after == before + 1 + len(FHIR_ROUTES)  # the auditor's first count, and each 401
+    failures = audit_events(auditor, type="http://dicom.nema.org/resources/ontology/DCM|110114")
+    assert len(failures) == len(FHIR_ROUTES)
+    for event in failures:
+        assert (event["action"], event["outcome"]) == ("E", "4")
+        assert event["agent"][0]["network"]["address"] == "127.0.0.1"
+        assert "who" not in event["agent"][0] or "reference" not in event["agent"][0]["who"]
+        AuditEvent.model_validate(event)
 
 
 def test_discovery_is_public_and_declares_smart_on_fhir(anonymous: httpx.Client) -> None:
