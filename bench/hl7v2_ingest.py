@@ -185,7 +185,7 @@ def floor(messages: list[bytes]) -> dict[str, Any]:
 def _listen(database_url: str) -> tuple[subprocess.Popen, int]:
     process = subprocess.Popen(
         [sys.executable, "-m", "fhir_server", "mllp", "--port", "0"],
-        env={**os.environ, "DATABASE_URL": database_url},
+        env={**os.environ, "DATABASE_URL": database_url, "FHIR_SECURITY_ENABLED": "false"},
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

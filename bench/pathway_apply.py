@@ -171,6 +171,7 @@ def run_benchmark(database_url: str, calls: int) -> dict[str, Any]:
             "DATABASE_URL": database_url,
             "FHIR_MIGRATE_ON_START": "false",
             "FHIR_OUTBOX_IN_PROCESS": "false",
+            "FHIR_SECURITY_ENABLED": "false",  # bench.security_overhead measures security
         },
     )
     try:
