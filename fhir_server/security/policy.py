@@ -89,10 +89,13 @@ def access_of(ctx: Context) -> Access:
 
 
 def prefetch(engine: Engine, ctx: Context, ix: Interaction) -> None:
-    """A professional's write starts from their relation read just before its transaction:
-    SQLite's single writer then holds the lock for the writes, not for reading the relation
-    (which, held by one of eight concurrent writers, made creates seven times slower)."""
-    if ctx.principal is None or not (ix.is_write or ix.kind is Kind.TRANSACTION):
+    """On SQLite, a professional's write starts from their relation read just before its
+    transaction: the single writer then holds the database lock for the writes only. On
+    PostgreSQL writers do not wait for each other's reads: the relation is read in the
+    transaction, without the round trips of another one."""
+    if ctx.principal is None or engine.database.is_postgres:
+        return
+    if not (ix.is_write or ix.kind is Kind.TRANSACTION):
         return
     access = access_of(ctx)
     if any(role.relation for role in access.roles):
