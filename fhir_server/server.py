@@ -17,7 +17,7 @@ from fhir_server.operations.meta import META
 from fhir_server.outbox import OutboxConsumer, OutboxDispatcher, OutboxWorker
 from fhir_server.plugins import PLUGIN_GROUP, registrations
 from fhir_server.search.service import Search
-from fhir_server.security import policy
+from fhir_server.security import policy, relations
 from fhir_server.settings import Settings
 from fhir_server.storage.database import Database
 from fhir_server.storage.migrate import upgrade
@@ -67,6 +67,8 @@ class Server:
         self.search = Search(settings)
         self.engine = Engine(self.database, settings, self.search, self.hooks)
         self.engine.register_operation(META)
+        # Every process keeps the relation epoch, whether it checks access or not.
+        self.hooks.register(HookPoint.BEFORE_COMMIT, lambda _context, uow: relations.bump(uow))
         if settings.security_enabled:  # first: nothing is validated for a caller refused
             policy.install(self)
         self.validation = validation_hook.install(self)

@@ -104,7 +104,6 @@ class Engine:
 
     def execute(self, interaction: Interaction, context: Context) -> Outcome:
         """Run one interaction in its own database transaction, retrying write conflicts."""
-        self.hooks.run(HookPoint.BEFORE_TRANSACTION, context, interaction)
         if interaction.kind in (Kind.BATCH, Kind.TRANSACTION):
             return process_bundle(self, interaction, context)
         return self.in_transaction(

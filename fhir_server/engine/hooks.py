@@ -3,8 +3,6 @@
 Cross-cutting concerns (authorisation, audit, profile validation, pathway rules) register a
 callable on a point instead of changing the engine:
 
-- `BEFORE_TRANSACTION(context, interaction)`: before the database transaction of a request
-  (`Engine.execute`) begins: work that should not hold a writer's lock.
 - `BEFORE_INTERACTION(context, interaction)`: before anything is read or written; raise a
   `FhirError` to refuse. Runs for each entry of a batch or transaction too.
 - `BEFORE_STORAGE(context, change, unit_of_work)`: inside the database transaction, with the
@@ -28,7 +26,6 @@ from typing import Any
 
 
 class HookPoint(StrEnum):
-    BEFORE_TRANSACTION = "before_transaction"
     BEFORE_INTERACTION = "before_interaction"
     BEFORE_STORAGE = "before_storage"
     AFTER_INTERACTION = "after_interaction"

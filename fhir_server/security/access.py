@@ -53,6 +53,7 @@ from fhir_server.engine.unit_of_work import UnitOfWork
 from fhir_server.search.compartment import compartment_params
 from fhir_server.search.sql import RESOURCE, TABLES
 from fhir_server.security.principal import COORDINATOR, Principal
+from fhir_server.security.relations import Relations, epoch
 from fhir_server.security.roles import OPEN, ROLE_TABLE, Role, patient_data
 
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
@@ -69,19 +70,17 @@ class Mode(Enum):
 Condition = ColumnElement[bool]
 
 
-RELATION_TYPES = frozenset({"CareTeam", "Task", "CarePlan", "Consent", "PractitionerRole"})
-
-
 class Access:
     """One principal's rights: modes per type and permission, and visibility as SQL."""
 
-    def __init__(self, principal: Principal) -> None:
+    def __init__(self, principal: Principal, relations: Relations | None = None) -> None:
         self.principal = principal
+        self.relations = relations or Relations()
         self.roles: list[Role] = [ROLE_TABLE[r] for r in sorted(principal.roles) if r in ROLE_TABLE]
         self._modes: dict[tuple[str, str], Mode | None] = {}
         self._related: tuple[UnitOfWork, list[str], list[str]] | None = None
         self._before: tuple[UnitOfWork, list[str], list[str]] | None = None
-        self._prefetched: tuple[list[str], list[str]] | None = None
+        self._changed: UnitOfWork | None = None  # a unit of work that changed a relation
 
     # -- types -----------------------------------------------------------------------------
 
@@ -203,40 +202,40 @@ class Access:
             self._before = (uow, *self.related(uow))
         return self._before[1], self._before[2]
 
-    def forget(self) -> None:
-        """A write may have changed the relation: read it again."""
-        self._related = None
-
-    def prefetch(self, uow: UnitOfWork) -> None:
-        """Read the relation in `uow`, a read-only transaction just before a write one, for
-        the write one to start from: on SQLite the writer then holds the database lock for
-        its writes only, not for these queries too."""
-        self._related = None
-        self._prefetched = self.related(uow)
+    def forget(self, uow: UnitOfWork) -> None:
+        """A write of `uow` may have changed the relation: read it again, from the data (the
+        kept patients are of the committed epoch)."""
+        self._related, self._changed = None, uow
 
     def related(self, uow: UnitOfWork) -> tuple[list[str], list[str]]:
         """(ids of the patients related to the caller, ids of those opposing exchange with
-        them), read once per unit of work (or just before it: `prefetch`)."""
-        if self._related is None or self._related[0] is not uow:
-            if self._prefetched is not None:
-                self._related, self._prefetched = (uow, *self._prefetched), None
-                return self._related[1], self._related[2]
-            uow.repository.flush()
-            me_type, _, me_id = (self.principal.fhir_user or "/").partition("/")
-            practitioner = me_type == "Practitioner"
+        them), read once per unit of work, or kept from an earlier request of the same epoch
+        (`fhir_server.security.relations`)."""
+        if self._related is not None and self._related[0] is uow:
+            return self._related[1], self._related[2]
+        uow.repository.flush()
+        me_type, _, me_id = (self.principal.fhir_user or "/").partition("/")
+        practitioner = me_type == "Practitioner"
+        coordinator = practitioner and COORDINATOR in self.principal.roles
+        caller = (self.principal.fhir_user, coordinator)
+        at = None if self._changed is uow else epoch(uow.conn)
+        patients = self.relations.get(caller, at) if at is not None else None
+        if patients is None:
             values: dict[str, Any] = {"me_type": me_type, "me_id": me_id, "roles": [], "orgs": []}
             if practitioner:  # the PractitionerRoles the caller acts through, and their CPTS
                 for role, organization, active in uow.conn.execute(_ROLES, {"me_id": me_id}):
                     values["roles"].append(role)
                     if organization and active:
                         values["orgs"].append(organization)
-            coordinator = practitioner and COORDINATOR in self.principal.roles
             values["moment"] = datetime.now(UTC)
             found: dict[bool, set[str]] = {True: set(), False: set()}
             for opposing, patient in uow.conn.execute(_relation(coordinator), values):
                 found[bool(opposing)].add(patient)
-            self._related = (uow, sorted(found[False]), sorted(found[True]))
-        return self._related[1], self._related[2]
+            patients = (sorted(found[False]), sorted(found[True]))
+            if at is not None:
+                self.relations.put(caller, at, patients)
+        self._related = (uow, *patients)
+        return patients
 
 
 @cache

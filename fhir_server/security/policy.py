@@ -29,15 +29,9 @@ from fhir_server.engine.unit_of_work import Change, UnitOfWork
 from fhir_server.errors import FhirError
 from fhir_server.model.registry import resource_types
 from fhir_server.security import audit
-from fhir_server.security.access import (
-    ACT_CODE,
-    OPPOSITION,
-    RELATION_TYPES,
-    SHARING,
-    Access,
-    Mode,
-)
+from fhir_server.security.access import ACT_CODE, OPPOSITION, SHARING, Access, Mode
 from fhir_server.security.principal import COORDINATOR
+from fhir_server.security.relations import RELATION_TYPES, Relations
 
 if TYPE_CHECKING:
     from fhir_server.engine.engine import Engine
@@ -63,13 +57,12 @@ ENROLMENT = frozenset({"CareTeam", "CarePlan"})
 
 
 def install(server: Server) -> None:
-    engine, hooks = server.engine, server.hooks
-    hooks.register(HookPoint.BEFORE_TRANSACTION, partial(prefetch, engine))
-    hooks.register(HookPoint.BEFORE_INTERACTION, authorize)
-    hooks.register(HookPoint.BEFORE_STORAGE, partial(guard_write, engine))
-    hooks.register(HookPoint.AFTER_INTERACTION, check_versions)
+    engine, hooks, relations = server.engine, server.hooks, Relations()
+    hooks.register(HookPoint.BEFORE_INTERACTION, partial(authorize, relations))
+    hooks.register(HookPoint.BEFORE_STORAGE, partial(guard_write, relations))
+    hooks.register(HookPoint.AFTER_INTERACTION, partial(check_versions, relations))
     hooks.register(HookPoint.AFTER_INTERACTION, record_access)
-    hooks.register(HookPoint.BEFORE_COMMIT, partial(before_commit, engine))
+    hooks.register(HookPoint.BEFORE_COMMIT, partial(before_commit, engine, relations))
     hooks.register(HookPoint.AFTER_TRANSACTION, partial(after_transaction, engine))
 
 
@@ -77,39 +70,21 @@ def forbidden(text: str) -> FhirError:
     return FhirError.of(403, "forbidden", text)
 
 
-def access_of(ctx: Context) -> Access:
+def access_of(ctx: Context, relations: Relations) -> Access:
     """The caller's Access, made once per context."""
     access = ctx.visibility
     if not isinstance(access, Access) or access.principal is not ctx.principal:
-        access = ctx.visibility = Access(ctx.principal)
+        access = ctx.visibility = Access(ctx.principal, relations)
     return access
-
-
-# -- BEFORE_TRANSACTION -----------------------------------------------------------------------
-
-
-def prefetch(engine: Engine, ctx: Context, ix: Interaction) -> None:
-    """On SQLite, a professional's write starts from their relation read just before its
-    transaction: the single writer then holds the database lock for the writes only. On
-    PostgreSQL writers do not wait for each other's reads: the relation is read in the
-    transaction, without the round trips of another one."""
-    if ctx.principal is None or engine.database.is_postgres:
-        return
-    if not (ix.is_write or ix.kind is Kind.TRANSACTION):
-        return
-    access = access_of(ctx)
-    if any(role.relation for role in access.roles):
-        with engine.unit_of_work(write=False) as uow:
-            access.prefetch(uow)
 
 
 # -- BEFORE_INTERACTION -----------------------------------------------------------------------
 
 
-def authorize(ctx: Context, ix: Interaction) -> None:
+def authorize(relations: Relations, ctx: Context, ix: Interaction) -> None:
     if ctx.principal is None:
         return
-    access = access_of(ctx)  # a transaction's conditional entries match within what is visible
+    access = access_of(ctx, relations)  # a transaction's conditional matches: within it
     if ix.kind in (Kind.CAPABILITIES, Kind.BATCH, Kind.TRANSACTION):
         return  # each entry is authorised on its own
     if ix.kind is Kind.OPERATION:
@@ -163,12 +138,12 @@ def _types(ix: Interaction) -> list[str]:
 # -- BEFORE_STORAGE ---------------------------------------------------------------------------
 
 
-def guard_write(engine: Engine, ctx: Context, change: Change, uow: UnitOfWork) -> None:
+def guard_write(relations: Relations, ctx: Context, change: Change, uow: UnitOfWork) -> None:
     if ctx.principal is None:
         return
     if change.type == AUDIT_TRAIL:
         raise forbidden("The audit trail is written by the server only")
-    access = access_of(ctx)
+    access = access_of(ctx, relations)
     letter = _CHANGE_LETTERS[change.interaction]
     mode = access.mode(change.type, letter)
     if mode is None:
@@ -182,7 +157,7 @@ def guard_write(engine: Engine, ctx: Context, change: Change, uow: UnitOfWork) -
     if change.type == "Consent" and change.resource is not None:
         _check_consent(change.resource)
     if change.type in RELATION_TYPES:
-        access.forget()
+        access.forget(uow)
 
 
 def _check_consent(consent: dict[str, Any]) -> None:
@@ -214,12 +189,14 @@ def _check_consent(consent: dict[str, Any]) -> None:
 # -- AFTER_INTERACTION, BEFORE_COMMIT, AFTER_TRANSACTION --------------------------------------
 
 
-def check_versions(ctx: Context, uow: UnitOfWork, ix: Interaction, outcome: Outcome) -> None:
+def check_versions(
+    relations: Relations, ctx: Context, uow: UnitOfWork, ix: Interaction, outcome: Outcome
+) -> None:
     """A past version is judged by its own content: an Observation filed on another patient
     and then moved to one of the caller's stays hidden in its history."""
     if ctx.principal is None or ix.kind not in (Kind.VREAD, Kind.HISTORY_INSTANCE):
         return
-    access = access_of(ctx)
+    access = access_of(ctx, relations)
     returned = outcome.returned or [(outcome.type or "", outcome.id or "", outcome.body)]
     for type_, id_, body in returned:
         if not access.sees(uow, type_, audit.patients(type_, id_, body)):
@@ -235,10 +212,10 @@ def record_access(ctx: Context, uow: UnitOfWork, ix: Interaction, outcome: Outco
     uow.trail.append(audit.access_event(ctx, ix, returned))
 
 
-def before_commit(engine: Engine, ctx: Context, uow: UnitOfWork) -> None:
+def before_commit(engine: Engine, relations: Relations, ctx: Context, uow: UnitOfWork) -> None:
     if ctx.principal is None:
         return
-    access = access_of(ctx)
+    access = access_of(ctx, relations)
     written: dict[str, set[str]] = defaultdict(set)
     for change in uow.changes:
         if change.resource is not None and access.mode(change.type, "r") is not Mode.ALL:
