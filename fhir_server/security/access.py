@@ -98,10 +98,14 @@ class Access:
             return None
         p = self.principal
         contexts = p.scopes.contexts(type_, permission)
+        open_type = type_ in OPEN or type_ not in patient_data()
         if "system" in contexts and p.is_system:
-            return Mode.ALL
+            # A system client has no relation to anyone: patient data only through a role not
+            # bound by one (hospital).
+            bound = all(r.relation for r in roles)
+            return None if bound and not open_type else Mode.ALL
         if "user" in contexts and p.fhir_user is not None:
-            if type_ in OPEN or type_ not in patient_data():
+            if open_type:
                 return Mode.ALL
             return Mode.RELATED if all(r.relation for r in roles) else Mode.ALL
         if "patient" in contexts and p.patient is not None:

@@ -15,8 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
+from fhir_server.security.tokens import LocalIssuer
+from tests.conftest import LiveServer
 from tests.security import cpts
-from tests.security.conftest import AsRole, assert_forbidden, expect, ids
+from tests.security.conftest import AsRole, assert_forbidden, client, expect, ids
 
 # What each role may do (c, r, u, s, d) on types standing for the groups of docs/security.md:
 # a patient-data type it writes, one it only reads, the directory (Practitioner), the
@@ -285,6 +287,20 @@ def test_a_system_scope_in_a_user_token_grants_nothing(as_role: AsRole) -> None:
     assert_forbidden(user_with_system_scope.post("/Condition", json=new_resource("Condition", "A")))
     system_with_user_scope = as_role("hospital", scope="user/*.cruds")
     assert_forbidden(system_with_user_scope.get("/Patient/A"))
+
+
+def test_a_system_client_with_a_professionals_role_sees_no_patient(
+    as_role: AsRole, secure_live: LiveServer
+) -> None:
+    """A client-credentials client given the gp role by mistake: a gp sees the patients of
+    their care, and a system client cares for nobody."""
+    token = LocalIssuer(secure_live.server.settings).issue(
+        "gp-system", ["gp"], "system/*.cruds", client_id="gp-system"
+    )
+    with client(secure_live, token) as misconfigured:
+        assert_forbidden(misconfigured.get("/Patient/A"))
+        assert_forbidden(misconfigured.get("/Observation"))
+        assert expect(misconfigured.get("/Practitioner"), 200)["total"] > 0  # the directory
 
 
 def test_a_token_without_a_role_can_do_nothing(as_role: AsRole) -> None:
