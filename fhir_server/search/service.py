@@ -243,7 +243,7 @@ class Search:
         if total is not None:
             bundle["total"] = total
         bundle["link"] = links
-        included, capped = self._includes(uow, request, matches, visible)
+        included, capped = self._includes(uow, request, matches, ctx.visibility)
         entries = [self._entry(ctx, s, "match", request) for s in matches]
         entries += [self._entry(ctx, s, "include", request) for s in included]
         bundle["entry"] = entries
@@ -315,7 +315,7 @@ class Search:
         uow: UnitOfWork,
         request: SearchRequest,
         matches: list[StoredVersion],
-        visible: Visible | None,
+        visibility: Visibility | None,
     ) -> tuple[list[StoredVersion], bool]:
         if not (request.include or request.revinclude):
             return [], False
@@ -326,7 +326,7 @@ class Search:
         while frontier and len(found) < cap:
             fresh: list[StoredVersion] = []
             included = self._included(uow, request, frontier, first)
-            for stored in self._visible(uow, included, visible):
+            for stored in self._visible(uow, included, visibility):
                 if (stored.type, stored.id) not in seen:
                     seen.add((stored.type, stored.id))
                     fresh.append(stored)
@@ -336,20 +336,21 @@ class Search:
 
     @staticmethod
     def _visible(
-        uow: UnitOfWork, found: list[StoredVersion], visible: Visible | None
+        uow: UnitOfWork, found: list[StoredVersion], visibility: Visibility | None
     ) -> list[StoredVersion]:
-        """The included resources the caller may see: one query over their rows, once their
-        types are known (an include may reach any type), before `:iterate` goes on from them."""
-        if visible is None or not found:
+        """The included resources the caller may see, judged once their types are known (an
+        include may reach any type), before `:iterate` goes on from them."""
+        if visibility is None or not found:
             return found
-        r = RESOURCE
-        condition = visible(r, sorted({s.type for s in found}))
-        if condition is None:
-            return found
-        pks = {s.pk for s in found}
-        stmt = select(r.c.pk).where(r.c.pk.in_(pks), condition)
-        seen = set(uow.conn.execute(stmt).scalars())
-        return [s for s in found if s.pk in seen]
+        by_type: dict[str, set[str]] = {}
+        for stored in found:
+            by_type.setdefault(stored.type, set()).add(stored.id)
+        seen = {
+            (type_, id_)
+            for type_, ids in by_type.items()
+            for id_ in visibility.visible(uow, type_, ids)
+        }
+        return [s for s in found if (s.type, s.id) in seen]
 
     def _included(
         self, uow: UnitOfWork, request: SearchRequest, frontier: list[StoredVersion], first: bool
