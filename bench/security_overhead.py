@@ -26,7 +26,7 @@ from sqlalchemy import create_engine, text
 
 from bench.driver import Call, Run, drive
 from bench.generate import Generator, parse_scale, practitioner_id
-from bench.measure import RESULTS, machine, peak_memory_mb, percentiles, start_http, stop
+from bench.measure import RESULTS, machine, peak_memory_mb, start_http, stop
 from bench.search_latency import worklist_params
 from fhir_server.security.principal import IDEL
 from fhir_server.security.tokens import LocalIssuer
@@ -83,16 +83,15 @@ def _calls(pairs: list, tokens: dict[str, str] | None) -> dict[str, list[Call]]:
 
 
 def _merge(runs: list[Run]) -> dict[str, Any]:
-    latencies = [ms for run in runs for ms in run.latencies_ms]
-    seconds = sum(run.seconds for run in runs)
-    failures = sum(run.failures for run in runs)
-    return {
-        "requests": len(latencies) + failures,
-        "failures": failures,
-        "first_failure": next((r.first_failure for r in runs if r.first_failure), None),
-        "throughput_per_s": round(len(latencies) / seconds, 1),
-        "latency_ms": percentiles(latencies),
-    }
+    """The summary of both turns of a side, as one run."""
+    failure = next((run.first_failure for run in runs if run.first_failure), None)
+    merged = Run(
+        sum(run.seconds for run in runs),
+        [ms for run in runs for ms in run.latencies_ms],
+        sum(run.failures for run in runs),
+        failure,
+    )
+    return merged.summary()
 
 
 def run_benchmark(

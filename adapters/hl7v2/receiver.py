@@ -186,17 +186,7 @@ class Receiver:
             )
         )
         ack = acknowledgment(header, ACCEPT, self.settings, self.zone)
-        journal.record(
-            uow.conn,
-            DOOR,
-            header.sender,
-            header.control_id,
-            received_at,
-            header.message_type,
-            raw,
-            ack,
-            journal.ACCEPTED,
-        )
+        _journal(uow, header, raw, received_at, ack, journal.ACCEPTED)
         return ack, journal.ACCEPTED
 
     def _earlier(self, uow: UnitOfWork, header: Header, raw: bytes) -> bytes | None:
@@ -236,17 +226,7 @@ class Receiver:
                 return ack
             if earlier is not None:
                 return earlier
-            journal.record(
-                uow.conn,
-                DOOR,
-                header.sender,
-                header.control_id,
-                received_at,
-                header.message_type,
-                raw,
-                ack,
-                outcome,
-            )
+            _journal(uow, header, raw, received_at, ack, outcome)
             return ack
 
         log.info("hl7v2 %s refused: HL7 error %d", header.message_type or "?", error.code)
@@ -273,6 +253,23 @@ def _ack_code(ack: bytes) -> str:
         if segment.startswith(b"MSA"):
             return segment[4:6].decode("ascii", errors="replace")
     return "?"
+
+
+def _journal(
+    uow: UnitOfWork, header: Header, raw: bytes, received_at: datetime, ack: bytes, outcome: str
+) -> None:
+    """The journal entry of a message with a readable header, and the ACK it got."""
+    journal.record(
+        uow.conn,
+        DOOR,
+        header.sender,
+        header.control_id,
+        received_at,
+        header.message_type,
+        raw,
+        ack,
+        outcome,
+    )
 
 
 def _from_fhir(error: FhirError) -> MessageError:

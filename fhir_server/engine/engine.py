@@ -205,9 +205,8 @@ class Engine:
     # -- writes ----------------------------------------------------------------------------------
 
     def check_visible(self, uow: UnitOfWork, ctx: Context, type_: str, id_: str) -> None:
-        """Refuse (403) a resource the caller may not see; a deleted one is judged by its
-        last content's place (its index rows are gone: the caller sees a 410 only if the type
-        is open to them)."""
+        """Refuse (403) a resource the caller may not see. A deleted one has no index rows left:
+        it belongs to no patient any more, and a caller who may read its type gets its 410."""
         if ctx.visibility is not None and id_ not in ctx.visibility.visible(uow, type_, {id_}):
             raise FhirError.of(
                 403,

@@ -129,10 +129,7 @@ class Access:
         for t, m in modes.items():
             if m is None or m is Mode.ALL:
                 continue
-            allowed, denied = self.patients(uow, m)
-            if t == "Consent":  # an opposition stays visible, to be withdrawn
-                denied = []
-            belongs = _belongs(r, t, allowed, denied)
+            belongs = _belongs(r, t, *self.patients(uow, m, t))
             # Of one type, the rows are already of that type (every query restricts it): a
             # test on the type would lead SQLite to walk the type's rows instead of the
             # criterion's.
@@ -140,12 +137,15 @@ class Access:
         return or_(*parts) if parts else false()
 
     def patients(
-        self, uow: UnitOfWork, mode: Mode, before: bool = False
+        self, uow: UnitOfWork, mode: Mode, type_: str, before: bool = False
     ) -> tuple[list[str], list[str]]:
-        """(visible patients, patients opposing exchange) in `mode`: the related ones, or the
-        launch patient, which a professional must be related to as well; `before`: as the
-        relation stood before the first write of `uow`."""
+        """(visible patients, patients opposing exchange) for resources of `type_` in `mode`:
+        the related ones, or the launch patient, which a professional must be related to as
+        well; `before`: as the relation stood before the first write of `uow`. An opposition
+        does not hide the Consents, so that it can be withdrawn."""
         allowed, denied = self.before_writes(uow) if before else self.related(uow)
+        if type_ == "Consent":
+            denied = []
         if mode is Mode.RELATED:
             return allowed, denied
         patient = self.principal.patient or ""
@@ -156,11 +156,11 @@ class Access:
     def visible(self, uow: UnitOfWork, type_: str, ids: set[str]) -> set[str]:
         """Those of the stored resources `type_`/`ids` the caller may see now."""
         mode = self.mode(type_, "r")
-        if mode is Mode.ALL or not ids:
-            return set(ids) if mode is Mode.ALL else set()
-        if mode is None:
+        if mode is Mode.ALL:
+            return set(ids)
+        if mode is None or not ids:
             return set()
-        return self._ids(uow, type_, ids, *self.patients(uow, mode))
+        return self._ids(uow, type_, ids, *self.patients(uow, mode, type_))
 
     def writable(self, uow: UnitOfWork, type_: str, ids: set[str], created: set[str]) -> set[str]:
         """Those of the resources just written that the caller could write: all their patients
@@ -171,7 +171,7 @@ class Access:
             return ids
         if mode is None or not ids:
             return set()
-        allowed, denied = self.patients(uow, mode, before=True)
+        allowed, denied = self.patients(uow, mode, type_, before=True)
         return self._ids(uow, type_, ids, sorted(set(allowed) | created), denied)
 
     @staticmethod
@@ -181,11 +181,7 @@ class Access:
         if type_ == "Patient":  # a patient is visible when it is one of the lists': no query
             return (ids & set(allowed)) - set(denied)
         uow.repository.flush()  # the index rows of this unit of work's writes
-        values = {
-            "ids": sorted(ids),
-            "allowed": allowed,
-            "denied": [] if type_ == "Consent" else denied,
-        }
+        values = {"ids": sorted(ids), "allowed": allowed, "denied": denied}
         return set(uow.conn.execute(_visible_ids(type_), values).scalars())
 
     def sees(self, uow: UnitOfWork, type_: str, patients: set[str]) -> bool:
@@ -195,9 +191,7 @@ class Access:
             return True
         if mode is None:
             return False
-        allowed, denied = self.patients(uow, mode)
-        if type_ == "Consent":
-            denied = []
+        allowed, denied = self.patients(uow, mode, type_)
         return patients <= set(allowed) and not patients & set(denied)
 
     def before_writes(self, uow: UnitOfWork) -> tuple[list[str], list[str]]:

@@ -20,6 +20,7 @@ loading): none of this applies to it.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -256,28 +257,28 @@ def after_transaction(
 ) -> None:
     if ctx.principal is None:
         return
-    if error is None:
-        events = uow.trail
-    elif error.status == 403:
-        events = [error]
-    else:
-        events = []
-    uow.trail = []
-    if events:
-        with engine.unit_of_work(write=True) as trail:
-            for event in events:
-                if isinstance(event, FhirError):  # the refused resource's patients, if any
-                    event = audit.refusal_event(
-                        ctx, event.interaction, str(event), _patients_of(trail, event.interaction)
-                    )
-                engine.append(trail, AUDIT_TRAIL, event)
+    reads, uow.trail = uow.trail, []
+    if error is None and reads:
+        _store(engine, lambda _trail: reads)
+    elif error is not None and error.status == 403:
+        ix = error.interaction
+        _store(
+            engine,
+            lambda trail: [audit.refusal_event(ctx, ix, str(error), _patients_of(trail, ix))],
+        )
 
 
 def record_refused_token(engine: Engine, address: str | None, reason: str) -> None:
     """A request refused for its token (401) leaves a trace too, in a transaction of its own:
     who tried is unknown, from where is not."""
+    _store(engine, lambda _trail: [audit.authentication_failure(address, reason)])
+
+
+def _store(engine: Engine, events: Callable[[UnitOfWork], list[dict[str, Any]]]) -> None:
+    """AuditEvents in a transaction of their own (`events` may read in it)."""
     with engine.unit_of_work(write=True) as trail:
-        engine.append(trail, AUDIT_TRAIL, audit.authentication_failure(address, reason))
+        for event in events(trail):
+            engine.append(trail, AUDIT_TRAIL, event)
 
 
 def _patients_of(uow: UnitOfWork, ix: Interaction | None) -> set[str]:

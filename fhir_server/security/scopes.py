@@ -12,7 +12,6 @@ import re
 from dataclasses import dataclass
 
 PERMISSIONS = "cruds"
-CONTEXTS = ("patient", "user", "system")
 _V1 = {"read": "rs", "write": "cud", "*": "cruds"}
 _SCOPE = re.compile(r"(patient|user|system)/([A-Za-z]+|\*)\.([a-z*]+)")
 
