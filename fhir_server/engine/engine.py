@@ -376,8 +376,9 @@ class Engine:
                 raise _Retry
             uow.repository.clear_index(pk)
         uow.repository.insert_version(pk, type_, id_, version, when, method, body)
-        self.search.index(uow, pk, type_, stamped)
+        change.index = self.search.index(uow, pk, type_, stamped)
         self._record(uow, change)
+
         return Outcome(
             201 if not exists else 200,
             body=body,

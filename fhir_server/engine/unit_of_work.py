@@ -28,6 +28,8 @@ class Change:
     repository: Repository | None = field(default=None, repr=False, compare=False)
     # The version the request's If-Match named: the write was conditional on it.
     if_match: str | None = None
+    # The search index rows of the new content (table class → rows), once it is stored.
+    index: dict[type, list[dict]] = field(default_factory=dict, repr=False, compare=False)
 
     @cached_property
     def previous(self) -> dict[str, Any] | None:

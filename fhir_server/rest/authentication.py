@@ -58,7 +58,9 @@ async def principal(request: Request) -> Principal | None:
 
 async def _verified(request: Request) -> Principal:
     """Verified on the event loop (a signature check is a fraction of a millisecond, less than
-    a hop to a worker thread), except when the keys may have to be fetched from a JWKS URL."""
+    a hop to a worker thread, and a token verified before is not checked again), except when
+    the keys may have to be fetched from a JWKS URL."""
+
     server = request.app.state.server
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -70,10 +72,13 @@ async def _verified(request: Request) -> Principal:
     if verifier is None:
         verifier = request.app.state.token_verifier = TokenVerifier(server.settings)
     try:
-        if isinstance(verifier.keys, StaticKeys):
-            caller = verifier.verify(token.strip())
-        else:
-            caller = await run_in_threadpool(verifier.verify, token.strip())
+        token = token.strip()
+        caller = verifier.known(token)
+        if caller is None and isinstance(verifier.keys, StaticKeys):
+            caller = verifier.verify(token)
+        elif caller is None:
+            caller = await run_in_threadpool(verifier.verify, token)
+
     except KeysUnavailable as exc:  # a client must not throw away a token that may be good
         raise FhirError.of(503, "transient", str(exc)) from None
     except InvalidToken as exc:

@@ -59,9 +59,13 @@ class Search:
 
     # -- write side --------------------------------------------------------------------------
 
-    def index(self, uow: UnitOfWork, resource_pk: int, type_: str, resource: dict) -> None:
+    def index(
+        self, uow: UnitOfWork, resource_pk: int, type_: str, resource: dict
+    ) -> dict[type, list[dict]]:
+        """Buffer the index rows of a version; returns them (table class → rows)."""
         rows = index_rows(self.registry, type_, resource, self.local_zone)
         uow.repository.add_index_rows(resource_pk, rows)
+        return rows
 
     # -- read side ---------------------------------------------------------------------------
 

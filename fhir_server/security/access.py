@@ -49,12 +49,13 @@ from sqlalchemy import (
     union_all,
 )
 
-from fhir_server.engine.unit_of_work import UnitOfWork
+from fhir_server.engine.unit_of_work import Change, UnitOfWork
 from fhir_server.search.compartment import compartment_params
 from fhir_server.search.sql import RESOURCE, TABLES
 from fhir_server.security.principal import COORDINATOR, Principal
 from fhir_server.security.relations import Relations, epoch
 from fhir_server.security.roles import OPEN, ROLE_TABLE, Role, patient_data
+from fhir_server.storage.schema import ReferenceIndex
 
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 OPPOSITION = "IDSCL"  # information disclosure: the patient opposes exchange
@@ -162,17 +163,32 @@ class Access:
             return set()
         return self._ids(uow, type_, ids, *self.patients(uow, mode, type_))
 
-    def writable(self, uow: UnitOfWork, type_: str, ids: set[str], created: set[str]) -> set[str]:
-        """Those of the resources just written that the caller could write: all their patients
+    def writable(self, uow: UnitOfWork, change: Change, created: set[str]) -> bool:
+        """Whether the caller could write the version `change` stored: all its patients
         visible before the first write of `uow`, or created in it (a new patient comes with its
-        CareTeam)."""
-        mode = self.mode(type_, "r")
+        CareTeam). Judged on the version's own index rows, with the rule of `_belongs`: no
+        query."""
+        mode = self.mode(change.type, "r")
         if mode is Mode.ALL:
-            return ids
-        if mode is None or not ids:
-            return set()
-        allowed, denied = self.patients(uow, mode, type_, before=True)
-        return self._ids(uow, type_, ids, sorted(set(allowed) | created), denied)
+            return True
+        if mode is None:
+            return False
+        allowed, denied = self.patients(uow, mode, change.type, before=True)
+        permitted, refused = set(allowed) | created, set(denied)
+        if change.type == "Patient":
+            return change.id in permitted and change.id not in refused
+        codes = compartment_params("Patient", change.type) or []
+        if not codes:
+            return False
+        for row in change.index.get(ReferenceIndex, []):
+            if row["param"] not in codes:
+                continue
+            if row["target_type"] == "Patient":
+                if row["target_id"] not in permitted or row["target_id"] in refused:
+                    return False
+            elif row["target_type"] is None and _unknown_patient(row):
+                return False
+        return True
 
     @staticmethod
     def _ids(
@@ -315,7 +331,7 @@ def _belongs(r: FromClause, type_: str, allowed: Any, denied: Any) -> Condition:
     if any_denied:
         outside = or_(outside, x.c.target_id.in_(denied))
     # A patient this server cannot name (an absolute URL, an identifier alone) is not one the
-    # caller is known to be related to.
+    # caller is known to be related to (`_unknown_patient` for one row).
     unknown = and_(
         x.c.target_type.is_(None),
         or_(
@@ -335,6 +351,14 @@ def _belongs(r: FromClause, type_: str, allowed: Any, denied: Any) -> Condition:
 
 
 _PATIENT_PARAMS = ("patient", "subject")
+
+
+def _unknown_patient(row: dict[str, Any]) -> bool:
+    """Whether a reference index row without a local target names a patient nonetheless."""
+    url = row["url"] or ""
+    return "/Patient/" in url or (
+        row["param"] in _PATIENT_PARAMS and row["identifier_value"] is not None
+    )
 
 
 # Conditions on index rows `p` (of the reference table), about the resource they belong to.

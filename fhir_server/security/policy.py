@@ -217,39 +217,43 @@ def before_commit(engine: Engine, relations: Relations, ctx: Context, uow: UnitO
     if ctx.principal is None:
         return
     access = access_of(ctx, relations)
-    written: dict[str, set[str]] = defaultdict(set)
-    for change in uow.changes:
-        if change.resource is not None and access.mode(change.type, "r") is not Mode.ALL:
-            written[change.type].add(change.id)
     created = {c.id for c in uow.changes if c.type == "Patient" and c.interaction == "create"}
-    for type_, ids in written.items():
-        if type_ in ENROLMENT and COORDINATOR in ctx.principal.roles:
+    enrolling: dict[str, set[str]] = defaultdict(set)
+    for change in uow.changes:
+        if change.resource is None or access.mode(change.type, "r") is Mode.ALL:
+            continue
+        if change.type in ENROLMENT and COORDINATOR in ctx.principal.roles:
             # Coordinators enrol patients: their CareTeam or CarePlan must relate them.
-            hidden = ids - access.visible(uow, type_, ids)
-        else:
+            enrolling[change.type].add(change.id)
+        elif change.type == "Patient" and change.id in created:
             # A new patient must be related to its writer by what came with it.
-            new = ids & created if type_ == "Patient" else set()
-            hidden = (new - access.visible(uow, type_, new)) | (
-                ids - new - access.writable(uow, type_, ids - new, created)
-            )
+            if not access.visible(uow, "Patient", {change.id}):
+                raise _outside_care(change)
+        elif not access.writable(uow, change, created):
+            raise _outside_care(change)
+    for type_, ids in enrolling.items():
+        hidden = ids - access.visible(uow, type_, ids)
         if hidden:
             id_ = min(hidden)
-            error = forbidden(
-                f"{type_}/{id_} would belong to a patient outside your care: write data of a "
-                "patient you care for (a new patient comes with their CareTeam, in one "
-                "transaction)"
-            )
-            change = next(c for c in uow.changes if (c.type, c.id) == (type_, id_))
-            error.interaction = Interaction(
-                Kind(change.interaction), type_, id_, resource=change.resource
-            )
-            raise error
+            raise _outside_care(next(c for c in uow.changes if (c.type, c.id) == (type_, id_)))
+
     if not (uow.write or uow.repository.is_postgres):
         return  # reads on SQLite, without its write lock: stored just after this transaction
     events = [audit.change_event(ctx, change) for change in uow.changes] + uow.trail
     for event in events:
         engine.append(uow, AUDIT_TRAIL, event)
     uow.trail = []
+
+
+def _outside_care(change: Change) -> FhirError:
+    error = forbidden(
+        f"{change.type}/{change.id} would belong to a patient outside your care: write data of "
+        "a patient you care for (a new patient comes with their CareTeam, in one transaction)"
+    )
+    error.interaction = Interaction(
+        Kind(change.interaction), change.type, change.id, resource=change.resource
+    )
+    return error
 
 
 def after_transaction(

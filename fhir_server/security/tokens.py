@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 ASYMMETRIC_ALGORITHMS = RSA_ALGORITHMS | {"ES256", "ES384", "ES512", "EdDSA"}
 LEEWAY = 30  # seconds of clock difference tolerated on exp, nbf and iat
+KEPT_TOKENS = 4096  # verified tokens kept, the least recently used going first
+KEPT_SECONDS = 300  # how long a verified token is trusted without checking its signature again
+
 LOCAL_ALGORITHM = "ES256"
 JWKS_CACHE_SECONDS = 300
 JWKS_TIMEOUT_SECONDS = 5
@@ -240,9 +244,17 @@ def patient_id(value: str) -> str | None:
 
 
 class TokenVerifier:
-    """Verifies bearer tokens against the configured issuer's keys, read once."""
+    """Verifies bearer tokens against the configured issuer's keys, read once.
+
+    A client sends the same token with every request until it expires: the principal of a
+    verified token is kept (at most `KEPT_TOKENS` of them, for `KEPT_SECONDS` at most and never
+    past the token's `exp`), so that the signature is checked once, not on every request. A key
+    withdrawn from the issuer's JWKS stops being trusted once the kept tokens it signed age
+    out, as it does when the JWKS itself is read again."""
 
     def __init__(self, settings: Settings) -> None:
+        self._kept: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+        self._lock = threading.Lock()
         self.issuer = settings.auth_issuer
         self.audience = settings.auth_audience
         self.role_claim = settings.auth_role_claim
@@ -254,11 +266,33 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Principal:
         """The caller a token stands for; InvalidToken when it is not to be trusted. May block
-        on fetching a JWKS URL (once per cache period): call it from a worker thread."""
+        on fetching a JWKS URL (once per cache period) unless `known`: call it from a worker
+        thread."""
+        caller = self.known(token)
+        if caller is not None:
+            return caller
         claims = decode(
             token, self.keys, self.algorithms, issuer=self.issuer, audience=self.audience
         )
-        return principal(claims, self.role_claim)
+        caller = principal(claims, self.role_claim)
+        until = min(float(claims["exp"]), time.time() + KEPT_SECONDS)
+        with self._lock:
+            self._kept[token] = (until, caller)
+            if len(self._kept) > KEPT_TOKENS:
+                self._kept.popitem(last=False)
+        return caller
+
+    def known(self, token: str) -> Principal | None:
+        """The principal of a token verified a moment ago and not expired since, if any."""
+        with self._lock:
+            kept = self._kept.get(token)
+            if kept is None:
+                return None
+            if kept[0] <= time.time():
+                del self._kept[token]
+                return None
+            self._kept.move_to_end(token)
+            return kept[1]
 
 
 def principal(claims: dict[str, Any], role_claim: str) -> Principal:

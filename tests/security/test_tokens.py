@@ -211,6 +211,29 @@ def test_clock_differences_under_thirty_seconds_are_tolerated(
     assert TokenVerifier(settings).verify(token).subject == "Practitioner/idel-1"
 
 
+def test_verified_token_is_kept_until_it_expires(settings: Settings, issuer: LocalIssuer) -> None:
+    verifier, now = TokenVerifier(settings), int(time.time())
+    token, stale = signed(issuer, claims()), signed(issuer, claims(exp=now - 10, jti="t-2"))
+    assert verifier.known(token) is None
+    caller = verifier.verify(token)
+    assert verifier.known(token) == caller
+    # Past its exp but within the tolerated clock difference: accepted, checked every time.
+    assert verifier.verify(stale).token_id == "t-2"
+    assert verifier.known(stale) is None
+
+
+def test_kept_tokens_are_bounded(
+    settings: Settings, issuer: LocalIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("fhir_server.security.tokens.KEPT_TOKENS", 2)
+    verifier = TokenVerifier(settings)
+    first, second, third = (signed(issuer, claims(jti=f"t-{n}")) for n in range(3))
+    for token in (first, second, first, third):  # `second` is the least recently used
+        verifier.verify(token)
+    assert verifier.known(second) is None
+    assert verifier.known(first) is not None and verifier.known(third) is not None
+
+
 def test_audience_list_containing_this_server_is_accepted(
     settings: Settings, issuer: LocalIssuer
 ) -> None:
