@@ -317,7 +317,7 @@ class Engine:
         if not uow.repository.advance(current, version, when, True, None):
             raise _Retry
         uow.repository.insert_version(current.pk, ix.type, id_, version, when, "DELETE", None)
-        uow.repository.clear_index(current.pk)
+        uow.repository.clear_index(current.pk, ix.type)
         self._record(uow, change)
         return Outcome(
             204,
@@ -374,7 +374,7 @@ class Engine:
             pk = current.pk
             if not uow.repository.advance(current, version, when, False, digest):
                 raise _Retry
-            uow.repository.clear_index(pk)
+            uow.repository.clear_index(pk, type_)
         uow.repository.insert_version(pk, type_, id_, version, when, method, body)
         change.index = self.search.index(uow, pk, type_, stamped)
         self._record(uow, change)

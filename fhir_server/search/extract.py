@@ -51,6 +51,7 @@ from fhir_server.storage.schema import (
     StringIndex,
     TokenIndex,
     UriIndex,
+    reference_index,
 )
 
 __all__ = [
@@ -951,11 +952,13 @@ def index_rows(
     registry: Registry, resource_type: str, resource: dict, local_zone: tzinfo
 ) -> dict[type, list[dict]]:
     """Index table class → rows (column → value; `pk` and `resource_pk` left to the caller)
-    for every search parameter of `resource_type`. Every table of `INDEX_TABLES` is a key.
+    for every search parameter of `resource_type`. Every table of `INDEX_TABLES` is a key;
+    the references of an AuditEvent go to the audit trail's own table (`reference_index`).
 
     Rows of one parameter are deduplicated; a parameter that cannot be evaluated on this
     resource is skipped (logged at DEBUG), never failing the write."""
     result: dict[type, list[dict]] = {table: [] for table in INDEX_TABLES}
+    references = reference_index(resource_type)
     root = (resource, resource_type, _resource_model(resource_type))
     memo: _Memo = {}
     for param in registry.for_type(resource_type).values():
@@ -985,7 +988,7 @@ def index_rows(
             continue
         seen: set[tuple[Any, ...]] = set()
         for table, code, composite, rows in produced:
-            target = result[table]
+            target = result[references if table is ReferenceIndex else table]
             for row in rows:
                 key = (code, composite, *row.values())
                 if key not in seen:

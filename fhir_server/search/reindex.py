@@ -45,7 +45,7 @@ def reindex(
             if not pks:
                 return done
             for pk, stored in uow.repository.read_many(pks).items():
-                uow.repository.clear_index(pk)
+                uow.repository.clear_index(pk, stored.type)
                 server.search.index(uow, pk, stored.type, loads(stored.body))
         done, after = done + len(pks), pks[-1]
         if progress:

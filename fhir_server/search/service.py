@@ -10,7 +10,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import and_, false, func, or_, select
+from sqlalchemy import Table, and_, false, func, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
@@ -41,7 +41,7 @@ from fhir_server.search.criteria import (
 from fhir_server.search.extract import index_rows
 from fhir_server.search.normalize import zone
 from fhir_server.search.parameters import Registry, default_registry
-from fhir_server.search.sql import RESOURCE, TABLES, VERSION, SqlBuilder
+from fhir_server.search.sql import REFERENCE_TABLES, RESOURCE, VERSION, SqlBuilder, index_table
 from fhir_server.search.summary import SUMMARY_VALUES, subset
 from fhir_server.settings import Settings
 from fhir_server.storage.repository import StoredVersion
@@ -361,7 +361,7 @@ class Search:
     ) -> list[StoredVersion]:
         """The resources `_include` and `_revinclude` add for `frontier`, each include one
         query joining the reference index to the current versions."""
-        ref, r, v = TABLES["reference"], RESOURCE, VERSION
+        r, v = RESOURCE, VERSION
         current = and_(v.c.resource_pk == r.c.pk, v.c.version == r.c.version)
         columns = (r.c.pk, v.c.type, v.c.id, v.c.version, v.c.last_updated, v.c.method, v.c.body)
         by_type: dict[str, list[StoredVersion]] = {}
@@ -372,35 +372,46 @@ class Search:
             source_type = include.source_type
             if not (first or include.iterate) or (source_type and source_type not in by_type):
                 continue
-            sources = [s.pk for s in (by_type[source_type] if source_type else frontier)]
-            target = and_(r.c.type == ref.c.target_type, r.c.id == ref.c.target_id)
-            stmt = (
-                select(*columns)
-                .select_from(ref.join(r, target).join(v, current))
-                .where(ref.c.resource_pk.in_(sources), r.c.deleted == false())
-            )
-            if include.param is not None:
-                stmt = stmt.where(ref.c.param == include.param)
-            if include.target_type is not None:
-                stmt = stmt.where(ref.c.target_type == include.target_type)
-            statements.append(stmt)
+            # The sources' reference rows, per table: the audit trail's are apart.
+            tables: dict[Table, list[int]] = {}
+            for s in by_type[source_type] if source_type else frontier:
+                tables.setdefault(index_table("reference", [s.type]), []).append(s.pk)
+            for ref, sources in tables.items():
+                target = and_(r.c.type == ref.c.target_type, r.c.id == ref.c.target_id)
+                stmt = (
+                    select(*columns)
+                    .select_from(ref.join(r, target).join(v, current))
+                    .where(ref.c.resource_pk.in_(sources), r.c.deleted == false())
+                )
+                if include.param is not None:
+                    stmt = stmt.where(ref.c.param == include.param)
+                if include.target_type is not None:
+                    stmt = stmt.where(ref.c.target_type == include.target_type)
+                statements.append(stmt)
         for include in request.revinclude:
             if not (first or include.iterate):
                 continue
-            pointed = [
-                and_(ref.c.target_type == t, ref.c.target_id.in_([s.id for s in group]))
-                for t, group in by_type.items()
-            ]
-            stmt = (
-                select(*columns)
-                .select_from(ref.join(r, r.c.pk == ref.c.resource_pk).join(v, current))
-                .where(or_(*pointed), r.c.deleted == false())
-            )
-            if include.source_type is not None:
-                stmt = stmt.where(ref.c.type == include.source_type)
-            if include.param is not None:
-                stmt = stmt.where(ref.c.param == include.param)
-            statements.append(stmt)
+            pointed = [(t, [s.id for s in group]) for t, group in by_type.items()]
+            source = include.source_type
+            for ref in [index_table("reference", [source])] if source else REFERENCE_TABLES:
+                stmt = (
+                    select(*columns)
+                    .select_from(ref.join(r, r.c.pk == ref.c.resource_pk).join(v, current))
+                    .where(
+                        or_(
+                            *[
+                                and_(ref.c.target_type == t, ref.c.target_id.in_(ids))
+                                for t, ids in pointed
+                            ]
+                        ),
+                        r.c.deleted == false(),
+                    )
+                )
+                if include.source_type is not None:
+                    stmt = stmt.where(ref.c.type == include.source_type)
+                if include.param is not None:
+                    stmt = stmt.where(ref.c.param == include.param)
+                statements.append(stmt)
         return [StoredVersion(*row) for stmt in statements for row in uow.conn.execute(stmt)]
 
     def _entry(

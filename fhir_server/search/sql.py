@@ -15,6 +15,7 @@ from sqlalchemy import (
     ColumnElement,
     FromClause,
     Select,
+    Table,
     and_,
     exists,
     false,
@@ -37,6 +38,8 @@ from fhir_server.search.normalize import (
 )
 from fhir_server.search.parameters import Registry, SearchParameter
 from fhir_server.storage.schema import (
+    AUDIT_TRAIL,
+    AuditReferenceIndex,
     DateIndex,
     NumberIndex,
     QuantityIndex,
@@ -46,6 +49,7 @@ from fhir_server.storage.schema import (
     TokenIndex,
     UriIndex,
     VersionRow,
+    reference_index,
 )
 
 RESOURCE = ResourceRow.__table__
@@ -59,6 +63,27 @@ TABLES = {
     "quantity": QuantityIndex.__table__,
     "uri": UriIndex.__table__,
 }
+
+
+REFERENCE_TABLES = (ReferenceIndex.__table__, AuditReferenceIndex.__table__)
+
+
+def index_table(kind: str, types: list[str]) -> Table:
+    """The index table of `kind` holding the rows of resources of `types`: the references of
+    the audit trail are in a table of their own (`AuditReferenceIndex`); `types` are all of the
+    trail or all outside it (`_split`)."""
+    if kind == "reference":
+        return reference_index(types[0]).__table__
+    return TABLES[kind]
+
+
+def _split(types: list[str]) -> list[list[str]]:
+    """`types` in groups whose references are in one table: the audit trail, the others."""
+    if AUDIT_TRAIL not in types or len(types) == 1:
+        return [types]
+    return [[AUDIT_TRAIL], [t for t in types if t != AUDIT_TRAIL]]
+
+
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 _ONE_MS = timedelta(milliseconds=1)
 
@@ -188,6 +213,10 @@ class SqlBuilder:
         if criterion.has is not None:
             return Clause(condition=self._has(criterion.has, types, r))
         param = criterion.param
+        parts = _split(types)
+        if len(parts) > 1 and (param.type in ("reference", "composite") or criterion.chain):
+            # References of the audit trail and of the other types are in two tables.
+            return Clause(condition=or_(*[self.condition(criterion, p, r) for p in parts]))
         if criterion.chain is not None:
             return self._chain(criterion, types)
         if criterion.modifier == "missing":
@@ -205,7 +234,7 @@ class SqlBuilder:
                 )
             )
         build = getattr(self, f"_{param.type}")
-        table = TABLES[param.type]
+        table = index_table(param.type, types)
         if criterion.modifier == "not":  # resources with no matching token at all
             match = or_(*[build(table, v, None) for v in criterion.values])
             return Clause(condition=r.c.pk.not_in(self._rows(table, types, param.code, match)))
@@ -227,14 +256,14 @@ class SqlBuilder:
     ) -> Condition:
         if param.type == "composite":
             code, component_type, _ = self._components(param)[0]
-            table = TABLES[component_type].alias()
+            table = index_table(component_type, types).alias()
         else:
-            table, code = TABLES[param.type].alias(), param.code
+            table, code = index_table(param.type, types).alias(), param.code
         rows = self._rows(table, types, code, true())
         return r.c.pk.not_in(rows) if missing else r.c.pk.in_(rows)
 
     def _chain(self, criterion: Criterion, types: list[str]) -> Clause:
-        ref = TABLES["reference"].alias()
+        ref = index_table("reference", types).alias()
         targets = []
         for target_type in criterion.chain_types:
             target = RESOURCE.alias()
@@ -254,7 +283,7 @@ class SqlBuilder:
             if has.inner is not None
             else self.condition(has.criterion, [has.type], source)
         )
-        ref = TABLES["reference"].alias()
+        ref = index_table("reference", [has.type]).alias()
         pointing = select(ref.c.target_id).where(
             ref.c.type == has.type,
             ref.c.param == has.reference.code,
@@ -278,7 +307,7 @@ class SqlBuilder:
         first = None
         conditions = []
         for (code, component_type, _), part in zip(components, parts, strict=True):
-            table = TABLES[component_type].alias()
+            table = index_table(component_type, types).alias()
             build = getattr(self, f"_{component_type}")
             conditions += [table.c.param == code, build(table, part, None)]
             if first is None:
@@ -477,7 +506,6 @@ class SqlBuilder:
             return r.c.id
         if code == "_lastUpdated":
             return r.c.last_updated
-        table = TABLES[param.type]
         name, low_end, high_end = {
             "string": ("value_normalized", "", "\U0010ffff"),
             "token": ("code", "", "\U0010ffff"),
@@ -487,7 +515,11 @@ class SqlBuilder:
             "number": ("value", Decimal("-1e30"), Decimal("1e30")),
             "quantity": ("value", Decimal("-1e30"), Decimal("1e30")),
         }[param.type]
-        column = table.c[name]
-        aggregate = func.max(column) if descending else func.min(column)
-        value = select(aggregate).where(table.c.resource_pk == r.c.pk, table.c.param == code)
-        return func.coalesce(value.scalar_subquery(), low_end if descending else high_end)
+        values = []
+        for part in _split(types) if param.type == "reference" else [types]:
+            table = index_table(param.type, part)
+            column = table.c[name]
+            aggregate = func.max(column) if descending else func.min(column)
+            where = (table.c.resource_pk == r.c.pk, table.c.param == code)
+            values.append(select(aggregate).where(*where).scalar_subquery())
+        return func.coalesce(*values, low_end if descending else high_end)

@@ -13,7 +13,13 @@ from psycopg import Error as DriverError
 from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
-from fhir_server.storage.schema import INDEX_TABLES, OutboxRow, ResourceRow, VersionRow
+from fhir_server.storage.schema import (
+    INDEX_TABLES,
+    OutboxRow,
+    ResourceRow,
+    VersionRow,
+    index_tables,
+)
 
 resource_table = ResourceRow.__table__
 version_table = VersionRow.__table__
@@ -67,9 +73,9 @@ _ADVANCE = (
     )
 )
 _INSERTS = {t.name: insert(t) for t in (_v, outbox_table, *(i.__table__ for i in INDEX_TABLES))}
-_CLEAR_INDEX = [
-    delete(t.__table__).where(t.__table__.c.resource_pk == bindparam("pk")) for t in INDEX_TABLES
-]
+_CLEAR_INDEX = {
+    t: delete(t.__table__).where(t.__table__.c.resource_pk == bindparam("pk")) for t in INDEX_TABLES
+}
 _LATEST_VERSION = select(_v.c.pk).order_by(_v.c.pk.desc()).limit(1)
 
 
@@ -276,10 +282,10 @@ class Repository:
         for table, rows in batches:
             self.conn.execute(_INSERTS[table.name], rows)
 
-    def clear_index(self, resource_pk: int) -> None:
+    def clear_index(self, resource_pk: int, type_: str) -> None:
         self.flush()
-        for statement in _CLEAR_INDEX:
-            self.conn.execute(statement, {"pk": resource_pk})
+        for table in index_tables(type_):
+            self.conn.execute(_CLEAR_INDEX[table], {"pk": resource_pk})
 
     def insert_outbox(self, rows: list[dict]) -> None:
         self.pending_outbox.extend(rows)
