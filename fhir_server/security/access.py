@@ -51,11 +51,11 @@ from sqlalchemy import (
 
 from fhir_server.engine.unit_of_work import Change, UnitOfWork
 from fhir_server.search.compartment import compartment_params
-from fhir_server.search.sql import RESOURCE, TABLES
+from fhir_server.search.sql import RESOURCE, TABLES, index_table
 from fhir_server.security.principal import COORDINATOR, Principal
 from fhir_server.security.relations import Relations, epoch
 from fhir_server.security.roles import OPEN, ROLE_TABLE, Role, patient_data
-from fhir_server.storage.schema import ReferenceIndex
+from fhir_server.storage.schema import reference_index
 
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 OPPOSITION = "IDSCL"  # information disclosure: the patient opposes exchange
@@ -180,7 +180,7 @@ class Access:
         codes = compartment_params("Patient", change.type) or []
         if not codes:
             return False
-        for row in change.index.get(ReferenceIndex, []):
+        for row in change.index.get(reference_index(change.type), []):
             if row["param"] not in codes:
                 continue
             if row["target_type"] == "Patient":
@@ -326,7 +326,7 @@ def _belongs(r: FromClause, type_: str, allowed: Any, denied: Any) -> Condition:
     codes = compartment_params("Patient", type_) or []
     if not codes:
         return false()
-    x = TABLES["reference"].alias()
+    x = index_table("reference", [type_]).alias()
     outside = x.c.target_id.not_in(allowed)
     if any_denied:
         outside = or_(outside, x.c.target_id.in_(denied))
