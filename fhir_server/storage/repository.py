@@ -10,6 +10,7 @@ from datetime import datetime
 from functools import cache
 
 from psycopg import Error as DriverError
+from psycopg import Pipeline
 from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
@@ -276,7 +277,7 @@ class Repository:
             self.pending_outbox = []
         batches += [(table.__table__, rows) for table, rows in self.pending_index.items()]
         self.pending_index = {}
-        if self.is_postgres and len(batches) > 1:
+        if self.is_postgres and len(batches) > 1 and Pipeline.is_supported():
             _pipelined(self.conn, batches)
             return
         for table, rows in batches:
