@@ -28,10 +28,12 @@ the writes themselves are judged by the relation as it stood before the first of
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from enum import Enum
 from functools import cache
+from threading import Lock
 from typing import Any
 
 from sqlalchemy import (
@@ -130,7 +132,12 @@ class Access:
         for t, m in modes.items():
             if m is None or m is Mode.ALL:
                 continue
-            belongs = _belongs(r, t, *self.patients(uow, m, t))
+            allowed, denied = self.patients(uow, m, t)
+            belongs = (
+                _BUILT.belongs(t, allowed, denied)
+                if r is RESOURCE
+                else _belongs(r, t, allowed, denied)
+            )
             # Of one type, the rows are already of that type (every query restricts it): a
             # test on the type would lead SQLite to walk the type's rows instead of the
             # criterion's.
@@ -351,6 +358,35 @@ def _belongs(r: FromClause, type_: str, allowed: Any, denied: Any) -> Condition:
 
 
 _PATIENT_PARAMS = ("patient", "subject")
+
+
+class _Built:
+    """The conditions `_belongs` built on `resource` for the relation lists kept between
+    requests (`Relations`): the same lists give the same condition, built once (building it
+    is a fraction of a millisecond of SQLAlchemy work per request). Keyed by the lists'
+    identity, which the entry holds on to, so that a reused id never matches."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._built: OrderedDict[tuple[str, int, int], tuple[list, list, Condition]] = OrderedDict()
+        self._size = size
+        self._lock = Lock()
+
+    def belongs(self, type_: str, allowed: list[str], denied: list[str]) -> Condition:
+        key = (type_, id(allowed), id(denied))
+        with self._lock:
+            kept = self._built.get(key)
+            if kept is not None and kept[0] is allowed and kept[1] is denied:
+                self._built.move_to_end(key)
+                return kept[2]
+        condition = _belongs(RESOURCE, type_, allowed, denied)
+        with self._lock:
+            self._built[key] = (allowed, denied, condition)
+            if len(self._built) > self._size:
+                self._built.popitem(last=False)
+        return condition
+
+
+_BUILT = _Built()
 
 
 def _unknown_patient(row: dict[str, Any]) -> bool:

@@ -58,3 +58,21 @@ def test_a_tasks_status_leaves_the_epoch_alone_its_owner_does_not(
     assert hospital.put("/Task/task-B", json=moved).status_code == 200
     assert current_epoch(secure_live) != before
     assert readable(as_role("gp"), "Patient/B")  # the new owner, at once
+
+
+def test_visibility_condition_is_reused_for_the_same_relation_only() -> None:
+    """The condition built from a kept relation is reused while the very same lists are
+    kept; lists read again (a new epoch), even equal ones, get their own."""
+    from fhir_server.security.access import _Built
+
+    allowed, denied = ["p1", "p2"], []
+    built = _Built()
+    first = built.belongs("Observation", allowed, denied)
+    assert built.belongs("Observation", allowed, denied) is first
+    assert built.belongs("Observation", list(allowed), denied) is not first
+    assert built.belongs("Task", allowed, denied) is not first
+    bounded = _Built(size=2)
+    first = bounded.belongs("Observation", allowed, denied)
+    bounded.belongs("Task", allowed, denied)
+    bounded.belongs("Encounter", allowed, denied)  # the least recently used goes
+    assert bounded.belongs("Observation", allowed, denied) is not first
