@@ -28,7 +28,6 @@ the writes themselves are judged by the relation as it stood before the first of
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from enum import Enum
@@ -36,6 +35,7 @@ from functools import cache
 from threading import Lock
 from typing import Any
 
+from cachetools import LRUCache
 from sqlalchemy import (
     ColumnElement,
     FromClause,
@@ -367,22 +367,18 @@ class _Built:
     identity, which the entry holds on to, so that a reused id never matches."""
 
     def __init__(self, size: int = 256) -> None:
-        self._built: OrderedDict[tuple[str, int, int], tuple[list, list, Condition]] = OrderedDict()
-        self._size = size
+        self._built: LRUCache[tuple[str, int, int], tuple[list, list, Condition]] = LRUCache(size)
         self._lock = Lock()
 
     def belongs(self, type_: str, allowed: list[str], denied: list[str]) -> Condition:
         key = (type_, id(allowed), id(denied))
         with self._lock:
             kept = self._built.get(key)
-            if kept is not None and kept[0] is allowed and kept[1] is denied:
-                self._built.move_to_end(key)
-                return kept[2]
+        if kept is not None and kept[0] is allowed and kept[1] is denied:
+            return kept[2]
         condition = _belongs(RESOURCE, type_, allowed, denied)
         with self._lock:
             self._built[key] = (allowed, denied, condition)
-            if len(self._built) > self._size:
-                self._built.popitem(last=False)
         return condition
 
 

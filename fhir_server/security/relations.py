@@ -19,11 +19,10 @@ consents start and end with time, without any write.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
-from collections import OrderedDict
 from typing import Any
 
+from cachetools import TTLCache
 from sqlalchemy import Connection, select, text
 
 from fhir_server.engine.unit_of_work import Change, UnitOfWork
@@ -65,24 +64,18 @@ def bump(uow: UnitOfWork) -> None:
 
 
 class Relations:
-    """The patients of each caller read at an epoch, for one server's database."""
+    """The patients of each caller read at an epoch, for one server's database: the most
+    recently used `size` callers, each for `TTL` seconds at most."""
 
     def __init__(self, size: int = 10_000) -> None:
-        self.size = size
-        self._kept: OrderedDict[Any, tuple[str, float, Patients]] = OrderedDict()
+        self._kept: TTLCache[Any, tuple[str, Patients]] = TTLCache(size, TTL)
         self._lock = threading.Lock()
 
     def get(self, caller: Any, at: str) -> Patients | None:
         with self._lock:
             kept = self._kept.get(caller)
-            if kept is None or kept[0] != at or time.monotonic() - kept[1] > TTL:
-                return None
-            self._kept.move_to_end(caller)
-            return kept[2]
+        return kept[1] if kept is not None and kept[0] == at else None
 
     def put(self, caller: Any, at: str, patients: Patients) -> None:
         with self._lock:
-            self._kept[caller] = (at, time.monotonic(), patients)
-            self._kept.move_to_end(caller)
-            while len(self._kept) > self.size:
-                self._kept.popitem(last=False)
+            self._kept[caller] = (at, patients)

@@ -17,7 +17,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import jwt
+from cachetools import TLRUCache
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
@@ -253,7 +253,9 @@ class TokenVerifier:
     out, as it does when the JWKS itself is read again."""
 
     def __init__(self, settings: Settings) -> None:
-        self._kept: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+        self._kept: TLRUCache[str, tuple[float, Principal]] = TLRUCache(
+            KEPT_TOKENS, _kept_until, timer=time.time
+        )
         self._lock = threading.Lock()
         self.issuer = settings.auth_issuer
         self.audience = settings.auth_audience
@@ -275,24 +277,20 @@ class TokenVerifier:
             token, self.keys, self.algorithms, issuer=self.issuer, audience=self.audience
         )
         caller = principal(claims, self.role_claim)
-        until = min(float(claims["exp"]), time.time() + KEPT_SECONDS)
         with self._lock:
-            self._kept[token] = (until, caller)
-            if len(self._kept) > KEPT_TOKENS:
-                self._kept.popitem(last=False)
+            self._kept[token] = (float(claims["exp"]), caller)
         return caller
 
     def known(self, token: str) -> Principal | None:
         """The principal of a token verified a moment ago and not expired since, if any."""
         with self._lock:
             kept = self._kept.get(token)
-            if kept is None:
-                return None
-            if kept[0] <= time.time():
-                del self._kept[token]
-                return None
-            self._kept.move_to_end(token)
-            return kept[1]
+        return kept[1] if kept is not None else None
+
+
+def _kept_until(_token: str, kept: tuple[float, Principal], now: float) -> float:
+    """When a verified token stops being kept: at its `exp`, `KEPT_SECONDS` from now at most."""
+    return min(kept[0], now + KEPT_SECONDS)
 
 
 def principal(claims: dict[str, Any], role_claim: str) -> Principal:
