@@ -55,6 +55,7 @@ from fhir_server.storage.schema import (
 )
 
 __all__ = [
+    "SHARED_ROWS",
     "composite_components",
     "evaluate_expression",
     "has_fast_path",
@@ -63,6 +64,13 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# Reference parameters whose rows are, in part, another parameter's rows of one target type:
+# R4 defines an AuditEvent's `patient` as `agent.who.where(resolve() is Patient) |
+# entity.what.where(resolve() is Patient)`, and `entity` as `entity.what`. The Patient entities
+# are indexed once, as `entity`; searches on `patient` read them there too (`search.sql`).
+# A read's AuditEvent names each patient it returned: this halves its rows.
+SHARED_ROWS = {("AuditEvent", "patient"): ("entity", "Patient")}
 
 MAX_URL = 512
 MAX_CODE = 255
@@ -996,4 +1004,17 @@ def index_rows(
                     target.append(
                         {"type": resource_type, "param": code, "composite": composite, **row}
                     )
+    for (shared_type, code), (other, target_type) in SHARED_ROWS.items():
+        if resource_type == shared_type:
+            result[references] = _without_shared(result[references], code, other, target_type)
     return result
+
+
+def _without_shared(rows: list[dict], code: str, other: str, target_type: str) -> list[dict]:
+    """`rows` less those of `code` that repeat a row of `other` targeting `target_type`."""
+
+    def value(row: dict) -> tuple[Any, ...]:
+        return tuple(v for k, v in row.items() if k != "param")
+
+    covered = {value(r) for r in rows if r["param"] == other and r["target_type"] == target_type}
+    return [r for r in rows if r["param"] != code or value(r) not in covered]

@@ -41,7 +41,14 @@ from fhir_server.search.criteria import (
 from fhir_server.search.extract import index_rows
 from fhir_server.search.normalize import zone
 from fhir_server.search.parameters import Registry, default_registry
-from fhir_server.search.sql import REFERENCE_TABLES, RESOURCE, VERSION, SqlBuilder, index_table
+from fhir_server.search.sql import (
+    REFERENCE_TABLES,
+    RESOURCE,
+    VERSION,
+    SqlBuilder,
+    index_table,
+    param_rows,
+)
 from fhir_server.search.summary import SUMMARY_VALUES, subset
 from fhir_server.settings import Settings
 from fhir_server.storage.repository import StoredVersion
@@ -384,7 +391,7 @@ class Search:
                     .where(ref.c.resource_pk.in_(sources), r.c.deleted == false())
                 )
                 if include.param is not None:
-                    stmt = stmt.where(ref.c.param == include.param)
+                    stmt = stmt.where(param_rows(ref, [source_type], include.param))
                 if include.target_type is not None:
                     stmt = stmt.where(ref.c.target_type == include.target_type)
                 statements.append(stmt)
@@ -410,7 +417,7 @@ class Search:
                 if include.source_type is not None:
                     stmt = stmt.where(ref.c.type == include.source_type)
                 if include.param is not None:
-                    stmt = stmt.where(ref.c.param == include.param)
+                    stmt = stmt.where(param_rows(ref, [source], include.param))
                 statements.append(stmt)
         return [StoredVersion(*row) for stmt in statements for row in uow.conn.execute(stmt)]
 

@@ -28,7 +28,7 @@ from sqlalchemy import (
 
 from fhir_server.engine.interaction import Visible
 from fhir_server.search.criteria import Criterion, Has, ParamError, split_unescaped, unescape
-from fhir_server.search.extract import composite_components
+from fhir_server.search.extract import SHARED_ROWS, composite_components
 from fhir_server.search.normalize import (
     MAX_DATE,
     MIN_DATE,
@@ -75,6 +75,18 @@ def index_table(kind: str, types: list[str]) -> Table:
     if kind == "reference":
         return reference_index(types[0]).__table__
     return TABLES[kind]
+
+
+def param_rows(table: FromClause, types: list[str], code: str) -> Condition:
+    """The index rows of parameter `code` in `table` (rows of `types`), with those it shares
+    with another parameter (`SHARED_ROWS`: an AuditEvent's Patient entities are its
+    `patient`s)."""
+    own = table.c.param == code
+    shared = SHARED_ROWS.get((types[0], code)) if len(types) == 1 else None
+    if shared is None:
+        return own
+    other, target_type = shared
+    return or_(own, and_(table.c.param == other, table.c.target_type == target_type))
 
 
 def _split(types: list[str]) -> list[list[str]]:
@@ -243,13 +255,13 @@ class SqlBuilder:
             self._rows(table, types, param.code, match),
             table,
             rank=_rank(criterion),
-            check=select(table.c.resource_pk).where(table.c.param == param.code, match),
+            check=select(table.c.resource_pk).where(param_rows(table, types, param.code), match),
         )
 
     @staticmethod
     def _rows(table: FromClause, types: list[str], code: str, match: Condition) -> Any:
         type_match = table.c.type == types[0] if len(types) == 1 else table.c.type.in_(types)
-        return select(table.c.resource_pk).where(type_match, table.c.param == code, match)
+        return select(table.c.resource_pk).where(type_match, param_rows(table, types, code), match)
 
     def _missing(
         self, param: SearchParameter, types: list[str], r: FromClause, missing: bool
@@ -286,7 +298,7 @@ class SqlBuilder:
         ref = index_table("reference", [has.type]).alias()
         pointing = select(ref.c.target_id).where(
             ref.c.type == has.type,
-            ref.c.param == has.reference.code,
+            param_rows(ref, [has.type], has.reference.code),
             ref.c.target_type.in_(types),
             ref.c.resource_pk.in_(
                 select(source.c.pk).where(
@@ -520,6 +532,6 @@ class SqlBuilder:
             table = index_table(param.type, part)
             column = table.c[name]
             aggregate = func.max(column) if descending else func.min(column)
-            where = (table.c.resource_pk == r.c.pk, table.c.param == code)
+            where = (table.c.resource_pk == r.c.pk, param_rows(table, part, code))
             values.append(select(aggregate).where(*where).scalar_subquery())
         return func.coalesce(*values, low_end if descending else high_end)

@@ -38,7 +38,7 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def test_migrations_match_the_models(empty_url: str) -> None:
     database = Database(empty_url)
     upgrade(database)
-    assert current_revision(database) == "0004"
+    assert current_revision(database) == "0005"
     upgrade(database)  # idempotent
     with database.engine.connect() as conn:
         differences = compare_metadata(MigrationContext.configure(conn), Base.metadata)
@@ -58,7 +58,7 @@ def test_migrate_command(empty_url: str) -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert "database at revision 0004" in result.stdout
+    assert "database at revision 0005" in result.stdout
 
 
 def test_sqlite_checks_each_candidate_through_its_own_index_rows(tmp_path: Path) -> None:
@@ -110,32 +110,39 @@ def test_migration_drops_sampled_sqlite_statistics(tmp_path: Path) -> None:
 
 
 def test_audit_trail_references_move_to_their_own_table(empty_url: str) -> None:
-    """Migration 0004 moves the AuditEvents' reference rows out of the clinical index."""
+    """Migration 0004 moves the AuditEvents' reference rows out of the clinical index; 0005
+    drops the `patient` rows that repeat a Patient `entity` row (an agent's stay)."""
     database = Database(empty_url)
     upgrade(database, "0003")
-    rows = {"Observation": "o1", "AuditEvent": "a1"}
+    references = [
+        (1, "Observation", "patient", "p1"),
+        (2, "AuditEvent", "entity", "p1"),
+        (2, "AuditEvent", "patient", "p1"),
+        (2, "AuditEvent", "patient", "p2"),  # the agent: a patient reading their own data
+    ]
     with database.transaction(write=True) as conn:
-        for n, (type_, id_) in enumerate(rows.items(), start=1):
+        for pk, type_, id_ in ((1, "Observation", "o1"), (2, "AuditEvent", "a1")):
             conn.execute(
                 text(
                     "INSERT INTO resource (pk, type, id, version, last_updated, deleted, "
                     "content_hash) VALUES (:pk, :type, :id, 1, CURRENT_TIMESTAMP, :no, :hash)"
                 ),
-                {"pk": n, "type": type_, "id": id_, "no": False, "hash": b"h"},
+                {"pk": pk, "type": type_, "id": id_, "no": False, "hash": b"h"},
             )
+        for pk, type_, param, target in references:
             conn.execute(
                 text(
                     "INSERT INTO search_reference (resource_pk, type, param, target_type, "
-                    "target_id) VALUES (:pk, :type, 'patient', 'Patient', 'p1')"
+                    "target_id) VALUES (:pk, :type, :param, 'Patient', :target)"
                 ),
-                {"pk": n, "type": type_},
+                {"pk": pk, "type": type_, "param": param, "target": target},
             )
     upgrade(database)
     with database.transaction(write=False) as conn:
         clinical = conn.execute(text("SELECT type FROM search_reference")).scalars().all()
         audit = conn.execute(
-            text("SELECT type, param, target_type, target_id FROM search_audit_reference")
+            text("SELECT param, target_id FROM search_audit_reference ORDER BY param")
         ).all()
     database.dispose()
     assert clinical == ["Observation"]
-    assert [tuple(row) for row in audit] == [("AuditEvent", "patient", "Patient", "p1")]
+    assert [tuple(row) for row in audit] == [("entity", "p1"), ("patient", "p2")]
