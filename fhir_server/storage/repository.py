@@ -11,7 +11,18 @@ from functools import cache
 
 from psycopg import Error as DriverError
 from psycopg import Pipeline
-from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Executable,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
 
 from fhir_server.storage.schema import (
@@ -77,6 +88,11 @@ _INSERTS = {t.name: insert(t) for t in (_v, outbox_table, *(i.__table__ for i in
 _CLEAR_INDEX = {
     t: delete(t.__table__).where(t.__table__.c.resource_pk == bindparam("pk")) for t in INDEX_TABLES
 }
+_DRIVER_CLEAR = {
+    t: f"DELETE FROM {t.__tablename__} WHERE resource_pk = %(pk)s" for t in INDEX_TABLES
+}
+# A statement, the same as the driver's SQL (for a pipeline), and its rows of parameters.
+_Command = tuple[Executable, str, list[dict]]
 _LATEST_VERSION = select(_v.c.pk).order_by(_v.c.pk.desc()).limit(1)
 
 
@@ -268,6 +284,17 @@ class Repository:
 
     def flush(self) -> None:
         """Write the buffered rows (before a read, a search, a reindex or the commit)."""
+        self._run(self._pending())
+
+    def clear_index(self, resource_pk: int, type_: str) -> None:
+        """Delete the index rows of a resource, after the buffered rows went in."""
+        deletes = [
+            (_CLEAR_INDEX[t], _DRIVER_CLEAR[t], [{"pk": resource_pk}]) for t in index_tables(type_)
+        ]
+        self._run(self._pending() + deletes)
+
+    def _pending(self) -> list[_Command]:
+        """The inserts of the buffered rows, one per table (the buffers are emptied)."""
         batches: list[tuple[Table, list[dict]]] = []
         if self.pending_versions:
             batches.append((_v, self.pending_versions))
@@ -277,31 +304,31 @@ class Repository:
             self.pending_outbox = []
         batches += [(table.__table__, rows) for table, rows in self.pending_index.items()]
         self.pending_index = {}
-        if self.is_postgres and len(batches) > 1 and Pipeline.is_supported():
-            _pipelined(self.conn, batches)
-            return
-        for table, rows in batches:
-            self.conn.execute(_INSERTS[table.name], rows)
+        # Every row of a table has the same keys, as `Connection.execute` requires.
+        return [
+            (_INSERTS[t.name], _driver_insert(t.name, tuple(rows[0])), rows) for t, rows in batches
+        ]
 
-    def clear_index(self, resource_pk: int, type_: str) -> None:
-        self.flush()
-        for table in index_tables(type_):
-            self.conn.execute(_CLEAR_INDEX[table], {"pk": resource_pk})
+    def _run(self, commands: list[_Command]) -> None:
+        if self.is_postgres and len(commands) > 1 and Pipeline.is_supported():
+            _pipelined(self.conn, commands)
+            return
+        for statement, _, rows in commands:
+            self.conn.execute(statement, rows)
 
     def insert_outbox(self, rows: list[dict]) -> None:
         self.pending_outbox.extend(rows)
 
 
-def _pipelined(conn: Connection, batches: list[tuple[Table, list[dict]]]) -> None:
-    """On PostgreSQL, the buffered inserts of every table in one round trip (psycopg's
-    pipeline mode) rather than one per table: a create writes five to eight tables. Errors
+def _pipelined(conn: Connection, commands: list[_Command]) -> None:
+    """On PostgreSQL, several statements in one round trip (psycopg's pipeline mode) rather
+    than one each: a create writes five to eight tables, an update also clears seven. Errors
     come out as SQLAlchemy's, as from `Connection.execute`, so that retries still see them."""
     driver = conn.connection.driver_connection
     try:
         with driver.pipeline(), driver.cursor() as cursor:
-            for table, rows in batches:
-                # Every row of a table has the same keys, as `Connection.execute` requires.
-                cursor.executemany(_driver_insert(table.name, tuple(rows[0])), rows)
+            for _, sql, rows in commands:
+                cursor.executemany(sql, rows)
     except DriverError as exc:
         raise DBAPIError.instance(None, None, exc, DriverError) from exc
 

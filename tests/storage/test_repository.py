@@ -74,3 +74,21 @@ def test_flush_failure_is_sqlalchemy_error_and_leaves_nothing(server: Server) ->
         repository.flush()
     with server.database.transaction(write=False) as conn:
         assert conn.execute(select(func.count()).select_from(TokenIndex.__table__)).scalar() == 0
+
+
+def test_clear_index_writes_the_buffer_first(server: Server) -> None:
+    """Clearing one resource's index rows (an update) first writes what is buffered for
+    others, in the same round trip on PostgreSQL."""
+    when = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    with server.database.transaction(write=True) as conn:
+        repository = Repository(conn, server.database.is_postgres)
+        first = repository.insert_resource("Observation", "o1", 1, when, b"digest")
+        _buffer(repository, first, when)
+        repository.flush()
+        second = repository.insert_resource("Observation", "o2", 1, when, b"digest")
+        _buffer(repository, second, when)
+        repository.clear_index(first, "Observation")
+    t = TokenIndex.__table__.c
+    with server.database.transaction(write=False) as conn:
+        owners = conn.execute(select(t.resource_pk).distinct()).scalars().all()
+    assert owners == [second]
