@@ -26,6 +26,16 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
     server.close()
 
 
+WHEN = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+
+def _observation(repository: Repository, id_: str) -> int:
+    """A new Observation whose version and index rows are buffered; its pk."""
+    pk = repository.insert_resource("Observation", id_, 1, WHEN, b"digest")
+    _buffer(repository, pk, WHEN)
+    return pk
+
+
 def _buffer(repository: Repository, pk: int, when: datetime) -> None:
     repository.insert_version(pk, "Observation", "o1", 1, when, "POST", b"{}")
     repository.add_index_rows(
@@ -49,11 +59,9 @@ def _buffer(repository: Repository, pk: int, when: datetime) -> None:
 
 
 def test_flush_writes_every_buffered_table(server: Server) -> None:
-    when = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
     with server.database.transaction(write=True) as conn:
         repository = Repository(conn, server.database.is_postgres)
-        pk = repository.insert_resource("Observation", "o1", 1, when, b"digest")
-        _buffer(repository, pk, when)
+        _observation(repository, "o1")
         repository.flush()
         assert not (repository.pending_versions or repository.pending_index)
     with server.database.transaction(write=False) as conn:
@@ -63,14 +71,13 @@ def test_flush_writes_every_buffered_table(server: Server) -> None:
         ]
         stored = conn.execute(select(VersionRow.__table__.c.last_updated)).scalar()
     assert counts == [1, 2, 1]
-    assert stored == when
+    assert stored == WHEN
 
 
 def test_flush_failure_is_sqlalchemy_error_and_leaves_nothing(server: Server) -> None:
-    when = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
     with pytest.raises(IntegrityError), server.database.transaction(write=True) as conn:
         repository = Repository(conn, server.database.is_postgres)
-        _buffer(repository, 999_999, when)  # no such resource: the foreign keys refuse it
+        _buffer(repository, 999_999, WHEN)  # no such resource: the foreign keys refuse it
         repository.flush()
     with server.database.transaction(write=False) as conn:
         assert conn.execute(select(func.count()).select_from(TokenIndex.__table__)).scalar() == 0
@@ -79,14 +86,11 @@ def test_flush_failure_is_sqlalchemy_error_and_leaves_nothing(server: Server) ->
 def test_clear_index_writes_the_buffer_first(server: Server) -> None:
     """Clearing one resource's index rows (an update) first writes what is buffered for
     others, in the same round trip on PostgreSQL."""
-    when = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
     with server.database.transaction(write=True) as conn:
         repository = Repository(conn, server.database.is_postgres)
-        first = repository.insert_resource("Observation", "o1", 1, when, b"digest")
-        _buffer(repository, first, when)
+        first = _observation(repository, "o1")
         repository.flush()
-        second = repository.insert_resource("Observation", "o2", 1, when, b"digest")
-        _buffer(repository, second, when)
+        second = _observation(repository, "o2")
         repository.clear_index(first, "Observation")
     t = TokenIndex.__table__.c
     with server.database.transaction(write=False) as conn:
