@@ -13,6 +13,7 @@ from fhir_server.engine.interaction import Context
 from fhir_server.model.registry import resource_types
 from fhir_server.operations import Operation
 from fhir_server.search.parameters import Registry
+from fhir_server.storage.schema import AUDIT_TRAIL
 
 if TYPE_CHECKING:
     from fhir_server.engine.engine import Engine
@@ -37,7 +38,6 @@ _COMMON = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source")
 SMART_OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
 # Written by the server only when it audits (fhir_server.security).
-AUDIT_TRAIL = "AuditEvent"
 
 
 def capability_statement(engine: Engine, context: Context) -> dict[str, Any]:

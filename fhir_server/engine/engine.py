@@ -60,7 +60,9 @@ _RETRYABLE_SQLSTATES = {"40001", "40P01"}
 class SearchService(Protocol):
     """What the engine needs of search: index a version, find resources by criteria."""
 
-    def index(self, uow: UnitOfWork, resource_pk: int, type_: str, resource: dict) -> None: ...
+    def index(
+        self, uow: UnitOfWork, resource_pk: int, type_: str, resource: dict
+    ) -> dict[type, list[dict]]: ...
 
     def match(
         self,

@@ -43,6 +43,7 @@ from fhir_server.search.normalize import (
 )
 from fhir_server.search.parameters import Registry, SearchParameter
 from fhir_server.storage.schema import (
+    AUDIT_TRAIL,
     INDEX_TABLES,
     DateIndex,
     NumberIndex,
@@ -70,7 +71,7 @@ logger = logging.getLogger(__name__)
 # entity.what.where(resolve() is Patient)`, and `entity` as `entity.what`. The Patient entities
 # are indexed once, as `entity`; searches on `patient` read them there too (`search.sql`).
 # A read's AuditEvent names each patient it returned: this halves its rows.
-SHARED_ROWS = {("AuditEvent", "patient"): ("entity", "Patient")}
+SHARED_ROWS = {(AUDIT_TRAIL, "patient"): ("entity", "Patient")}
 
 MAX_URL = 512
 MAX_CODE = 255

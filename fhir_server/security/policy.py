@@ -33,6 +33,7 @@ from fhir_server.security import audit
 from fhir_server.security.access import ACT_CODE, OPPOSITION, SHARING, Access, Mode
 from fhir_server.security.principal import COORDINATOR
 from fhir_server.security.relations import RELATION_TYPES, Relations
+from fhir_server.storage.schema import AUDIT_TRAIL
 
 if TYPE_CHECKING:
     from fhir_server.engine.engine import Engine
@@ -53,7 +54,6 @@ _LETTERS = {
 }
 _CHANGE_LETTERS = {"create": "c", "update": "u", "patch": "u", "delete": "d"}
 _VERBS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
-AUDIT_TRAIL = "AuditEvent"
 ENROLMENT = frozenset({"CareTeam", "CarePlan"})
 
 

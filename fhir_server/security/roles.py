@@ -27,8 +27,9 @@ from fhir_server.security.principal import (
     IDEL,
     PHARMACIST,
 )
+from fhir_server.storage.schema import AUDIT_TRAIL
 
-AUDIT = frozenset({"AuditEvent"})
+AUDIT = frozenset({AUDIT_TRAIL})
 DIRECTORY = frozenset(
     {
         "Device",

@@ -15,7 +15,7 @@ import httpx
 
 from pathways.timing import fhir_datetime
 from tests.pathways.builders import FUNDING, PATHS, PATHWAY, STEP, C, duration, pathway_coding
-from tests.rest.resources import patient
+from tests.rest.resources import patient, put_transaction
 
 CPTS_A, CPTS_B = "Organization/cpts-a", "Organization/cpts-b"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
@@ -168,17 +168,7 @@ def task(step: Step, status: str) -> dict[str, Any]:
 
 
 def _transaction(api: httpx.Client, resources: list[dict[str, Any]]) -> None:
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            {
-                "resource": resource,
-                "request": {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"},
-            }
-            for resource in resources
-        ],
-    }
+    bundle = put_transaction(resources)
     response = api.post("/", json=bundle, headers={"content-type": "application/fhir+json"})
     assert response.status_code == 200, response.text
 

@@ -46,3 +46,15 @@ def task(patient_id: str, owner: str | None = None, status: str = "requested") -
     if owner:
         resource["owner"] = {"reference": owner}
     return resource
+
+
+def put_transaction(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    """A transaction Bundle that puts each resource at its id."""
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
+            for r in resources
+        ],
+    }

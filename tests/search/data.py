@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from fhir_server.storage.schema import ResourceRow
 from tests.conftest import LiveServer, wipe
-from tests.rest.resources import VALIDATED
+from tests.rest.resources import VALIDATED, put_transaction
 
 INS = "urn:oid:1.2.250.1.213.1.4.8"
 IPP = "https://hopital.example/fhir/ipp"
@@ -65,15 +65,7 @@ def loaded(
 
 def load(fhir: httpx.Client, resources: list[dict[str, Any]]) -> None:
     """PUT every resource (fixed ids) in one transaction."""
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
-            for r in resources
-        ],
-    }
-    response = fhir.post("/", json=bundle, headers=JSON)
+    response = fhir.post("/", json=put_transaction(resources), headers=JSON)
     assert response.status_code == 200, response.text
 
 

@@ -15,6 +15,7 @@ import pytest
 from fhir_server.security.tokens import LocalIssuer
 from pathways import apply, measures
 from tests.conftest import BACKENDS, LiveServer, database_url, make_server, wipe
+from tests.rest.resources import put_transaction
 from tests.security import cpts
 
 FHIR_JSON = "application/fhir+json"
@@ -119,9 +120,9 @@ def seeded(secure_live: LiveServer, clients: AsRole) -> None:
     """An empty database, then the CPTS of tests/security/cpts.py, written through the API."""
     wipe(secure_live.server)
     writer = clients("hospital", client_id=cpts.HOSPITAL_CLIENT)
-    expect(writer.post("/", json=cpts.transaction(cpts.directory() + cpts.patient_data())), 200)
+    expect(writer.post("/", json=put_transaction(cpts.directory() + cpts.patient_data())), 200)
     admin = clients("admin")
-    expect(admin.post("/", json=cpts.transaction(cpts.definitions())), 200)
+    expect(admin.post("/", json=put_transaction(cpts.definitions())), 200)
 
 
 # -- reading responses ------------------------------------------------------------------------

@@ -292,18 +292,3 @@ def definitions() -> list[dict[str, Any]]:
         "status": "active",
     }
     return [plan, measure]
-
-
-def transaction(resources: list[dict[str, Any]]) -> dict[str, Any]:
-    """A transaction Bundle that puts each resource at its id."""
-    return {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            {
-                "resource": r,
-                "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"},
-            }
-            for r in resources
-        ],
-    }

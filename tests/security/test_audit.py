@@ -16,6 +16,7 @@ import pytest
 from fhir.resources.R4B.auditevent import AuditEvent
 
 from tests.adapters.hl7v2.messages import adt
+from tests.rest.resources import put_transaction
 from tests.security import cpts
 from tests.security.conftest import AsRole, assert_forbidden, audit_events, expect, ids
 
@@ -215,7 +216,7 @@ def test_rolled_back_writes_leave_no_audit_event_and_refusals_leave_one(
             if any(r.startswith(reference) for r in entities(e, DOMAIN_RESOURCE))
         ]
 
-    failing = cpts.transaction(
+    failing = put_transaction(
         [
             cpts.observation("tx-1", "A"),
             cpts.consent("tx-bad", "A", "IDSCL", "permit"),  # 422: an opposition that permits
@@ -228,7 +229,7 @@ def test_rolled_back_writes_leave_no_audit_event_and_refusals_leave_one(
     assert audit_events(auditor, outcome="4") == []  # a 422 is no refusal
 
     idel = as_role("idel")
-    refused = cpts.transaction([cpts.observation("tx-2", "A"), cpts.observation("tx-3", "C")])
+    refused = put_transaction([cpts.observation("tx-2", "A"), cpts.observation("tx-3", "C")])
     assert_forbidden(idel.post("/", json=refused))
     assert mentioning("Observation/tx-2") == []
     (refusal,) = audit_events(auditor, outcome="4")
@@ -332,7 +333,7 @@ FHIR_ROUTES = [
     ("GET", "/_history", None),
     ("GET", "/", None),
     ("GET", "/?_type=Patient", None),
-    ("POST", "/", cpts.transaction([cpts.patient("A")])),
+    ("POST", "/", put_transaction([cpts.patient("A")])),
     ("POST", "/Patient/_search", None),
     ("GET", "/Patient/A/Observation", None),
     ("GET", "/$meta", None),

@@ -17,6 +17,7 @@ import pytest
 
 from fhir_server.security.tokens import LocalIssuer
 from tests.conftest import LiveServer
+from tests.rest.resources import put_transaction
 from tests.security import cpts
 from tests.security.conftest import AsRole, assert_forbidden, client, expect, ids
 
@@ -318,4 +319,4 @@ def test_a_token_without_a_role_can_do_nothing(as_role: AsRole) -> None:
         assert_forbidden(response)
     system_nobody = as_role("", client_id="unknown-system")
     assert_forbidden(system_nobody.get("/Patient/A"))
-    assert_forbidden(system_nobody.post("/", json=cpts.transaction([cpts.patient("A")])))
+    assert_forbidden(system_nobody.post("/", json=put_transaction([cpts.patient("A")])))
