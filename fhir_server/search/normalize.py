@@ -7,7 +7,7 @@ import re
 import unicodedata
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
 from zoneinfo import ZoneInfo
 
 MAX_STRING = 255
@@ -22,8 +22,10 @@ _DATE = re.compile(
 )
 
 
+@lru_cache(maxsize=8192)
 def normalize_string(value: str) -> str:
-    """Lower case without accents or repeated spaces: "Hélène  D" → "helene d"."""
+    """Lower case without accents or repeated spaces: "Hélène  D" → "helene d". Kept for the
+    texts that recur from write to write (displays of codes, city names, the audit trail's)."""
     decomposed = unicodedata.normalize("NFKD", value)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(stripped.casefold().split())[:MAX_STRING]
