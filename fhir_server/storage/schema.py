@@ -104,10 +104,14 @@ class VersionRow(Base):
 
 
 class _IndexColumns:
-    """Columns every search-index row has: the resource it belongs to and the parameter code."""
+    """Columns every search-index row has: the resource it belongs to and the parameter code.
+    Each table indexes `resource_pk` (a resource's rows: reindexing, includes). The token,
+    reference and date tables lead that index with the parameter and its values, so that
+    what a search checks per candidate (a status, the patients of a resource for visibility,
+    the due date to sort on) is read from the index alone."""
 
     pk: Mapped[int] = mapped_column(PrimaryKey, primary_key=True, autoincrement=True)
-    resource_pk: Mapped[int] = mapped_column(ForeignKey("resource.pk"), index=True)
+    resource_pk: Mapped[int] = mapped_column(ForeignKey("resource.pk"))
     type: Mapped[str] = mapped_column(String(64))
     param: Mapped[str] = mapped_column(String(100))
     # For a component of a composite parameter (param "code$k"): which element instance the
@@ -122,6 +126,7 @@ class StringIndex(_IndexColumns, Base):
     __table_args__ = (
         Index(None, "type", "param", "value_normalized"),
         Index(None, "type", "param", "value_exact"),
+        Index(None, "resource_pk"),
     )
 
 
@@ -133,7 +138,10 @@ class TokenIndex(_IndexColumns, Base):
     # Identifier.type for :of-type
     type_system: Mapped[str | None] = mapped_column(String(255), nullable=True)
     type_code: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    __table_args__ = (Index(None, "type", "param", "code", "system"),)
+    __table_args__ = (
+        Index(None, "type", "param", "code", "system"),
+        Index(None, "resource_pk", "param", "code"),
+    )
 
 
 class _ReferenceColumns:
@@ -150,6 +158,7 @@ class ReferenceIndex(_IndexColumns, _ReferenceColumns, Base):
         Index(None, "type", "param", "target_id", "target_type"),
         Index(None, "target_type", "target_id"),
         Index(None, "type", "param", "url"),
+        Index(None, "resource_pk", "param", "target_type", "target_id"),
     )
 
 
@@ -162,20 +171,23 @@ class AuditReferenceIndex(_IndexColumns, _ReferenceColumns, Base):
     serves, as it serves `_revinclude`."""
 
     __tablename__ = "search_audit_reference"
-    __table_args__ = (Index(None, "target_id", "target_type"),)
+    __table_args__ = (Index(None, "target_id", "target_type"), Index(None, "resource_pk"))
 
 
 class DateIndex(_IndexColumns, Base):
     __tablename__ = "search_date"
     low: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     high: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
-    __table_args__ = (Index(None, "type", "param", "low", "high"),)
+    __table_args__ = (
+        Index(None, "type", "param", "low", "high"),
+        Index(None, "resource_pk", "param", "low", "high"),
+    )
 
 
 class NumberIndex(_IndexColumns, Base):
     __tablename__ = "search_number"
     value: Mapped[float] = mapped_column(Numeric(38, 12))
-    __table_args__ = (Index(None, "type", "param", "value"),)
+    __table_args__ = (Index(None, "type", "param", "value"), Index(None, "resource_pk"))
 
 
 class QuantityIndex(_IndexColumns, Base):
@@ -183,13 +195,13 @@ class QuantityIndex(_IndexColumns, Base):
     value: Mapped[float] = mapped_column(Numeric(38, 12))
     system: Mapped[str | None] = mapped_column(String(255), nullable=True)
     code: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    __table_args__ = (Index(None, "type", "param", "value"),)
+    __table_args__ = (Index(None, "type", "param", "value"), Index(None, "resource_pk"))
 
 
 class UriIndex(_IndexColumns, Base):
     __tablename__ = "search_uri"
     value: Mapped[str] = mapped_column(Ordered(512))
-    __table_args__ = (Index(None, "type", "param", "value"),)
+    __table_args__ = (Index(None, "type", "param", "value"), Index(None, "resource_pk"))
 
 
 INDEX_TABLES = (
