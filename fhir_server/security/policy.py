@@ -33,6 +33,7 @@ from fhir_server.security import audit
 from fhir_server.security.access import ACT_CODE, OPPOSITION, SHARING, Access, Mode
 from fhir_server.security.principal import COORDINATOR
 from fhir_server.security.relations import RELATION_TYPES, Relations
+from fhir_server.security.trail import Trail
 from fhir_server.storage.schema import AUDIT_TRAIL
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def install(server: Server) -> None:
     hooks.register(HookPoint.AFTER_INTERACTION, partial(check_versions, relations))
     hooks.register(HookPoint.AFTER_INTERACTION, record_access)
     hooks.register(HookPoint.BEFORE_COMMIT, partial(before_commit, engine, relations))
-    hooks.register(HookPoint.AFTER_TRANSACTION, partial(after_transaction, engine))
+    hooks.register(HookPoint.AFTER_TRANSACTION, partial(after_transaction, engine, Trail(engine)))
 
 
 def forbidden(text: str) -> FhirError:
@@ -257,13 +258,13 @@ def _outside_care(change: Change) -> FhirError:
 
 
 def after_transaction(
-    engine: Engine, ctx: Context, uow: UnitOfWork, error: FhirError | None
+    engine: Engine, trail: Trail, ctx: Context, uow: UnitOfWork, error: FhirError | None
 ) -> None:
     if ctx.principal is None:
         return
     reads, uow.trail = uow.trail, []
     if error is None and reads:
-        _store(engine, lambda _trail: reads)
+        trail.store(reads)
     elif error is not None and error.status == 403:
         ix = error.interaction
         _store(

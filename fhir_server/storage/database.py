@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -54,12 +54,17 @@ class Database:
     def is_postgres(self) -> bool:
         return self.dialect == "postgresql"
 
+    def writers(self) -> AbstractContextManager[object]:
+        """The lock this process's writers queue on before SQLite's; none on PostgreSQL.
+        Reentrant: a holder may open write transactions."""
+        return self._writers if self._writers is not None else nullcontext()
+
     @contextmanager
     def transaction(self, write: bool) -> Iterator[Connection]:
         """A connection inside one database transaction, committed on success."""
         with ExitStack() as stack:
-            if write and self._writers is not None:
-                stack.enter_context(self._writers)
+            if write:
+                stack.enter_context(self.writers())
             conn = stack.enter_context(self.engine.connect())
             if write:
                 conn = conn.execution_options(**{WRITE: True})
