@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -81,12 +82,24 @@ def param_rows(table: FromClause, types: list[str], code: str) -> Condition:
     """The index rows of parameter `code` in `table` (rows of `types`), with those it shares
     with another parameter (`SHARED_ROWS`: an AuditEvent's Patient entities are its
     `patient`s)."""
+    return _param_rows(table, types[0] if len(types) == 1 else None, code)
+
+
+@lru_cache(maxsize=4096)
+def _param_rows(table: FromClause, type_: str | None, code: str) -> Condition:
+    """Built once per table and parameter: SQLAlchemy expressions are immutable, and building
+    them was a third of parsing a search."""
     own = table.c.param == code
-    shared = SHARED_ROWS.get((types[0], code)) if len(types) == 1 else None
+    shared = SHARED_ROWS.get((type_, code)) if type_ is not None else None
     if shared is None:
         return own
     other, target_type = shared
     return or_(own, and_(table.c.param == other, table.c.target_type == target_type))
+
+
+@lru_cache(maxsize=4096)
+def _type_rows(table: FromClause, types: tuple[str, ...]) -> Condition:
+    return table.c.type == types[0] if len(types) == 1 else table.c.type.in_(types)
 
 
 def _split(types: list[str]) -> list[list[str]]:
@@ -164,14 +177,15 @@ class Clause:
     # so that no (type, param, value) index can serve it and the planner takes the index on
     # resource_pk, a few rows per candidate. With the type, SQLite (given sampled statistics,
     # or none) preferred (type, param, code) and walked every open Task for each candidate.
-    check: Select | None = None
+    # Built when asked: the criterion that drives needs none.
+    check: Callable[[], Select] | None = None
 
     def on(self, r: FromClause, drive: bool) -> Condition:
         if self.condition is not None:
             return self.condition
         if drive:
             return r.c.pk.in_(self.rows)
-        rows = self.check if self.check is not None else self.rows
+        rows = self.check() if self.check is not None else self.rows
         return exists(rows.where(self.table.c.resource_pk == r.c.pk))
 
 
@@ -255,13 +269,16 @@ class SqlBuilder:
             self._rows(table, types, param.code, match),
             table,
             rank=_rank(criterion),
-            check=select(table.c.resource_pk).where(param_rows(table, types, param.code), match),
+            check=lambda: select(table.c.resource_pk).where(
+                param_rows(table, types, param.code), match
+            ),
         )
 
     @staticmethod
     def _rows(table: FromClause, types: list[str], code: str, match: Condition) -> Any:
-        type_match = table.c.type == types[0] if len(types) == 1 else table.c.type.in_(types)
-        return select(table.c.resource_pk).where(type_match, param_rows(table, types, code), match)
+        return select(table.c.resource_pk).where(
+            _type_rows(table, tuple(types)), param_rows(table, types, code), match
+        )
 
     def _missing(
         self, param: SearchParameter, types: list[str], r: FromClause, missing: bool
