@@ -129,7 +129,6 @@ class Engine:
             try:
                 with self.unit_of_work(write) as uow:
                     outcome = work(uow)
-                    uow.repository.flush()
                     self.hooks.run(HookPoint.BEFORE_COMMIT, context, uow)
             except FhirError as exc:
                 if uow is not None:
@@ -154,7 +153,7 @@ class Engine:
         with self.database.transaction(write) as conn:
             uow = UnitOfWork(conn, self.database.is_postgres, write)
             yield uow
-            uow.repository.flush()  # buffered index rows go in before the commit
+            uow.repository.flush_and_commit()  # the buffered rows, with the COMMIT if it can
 
     def run(self, uow: UnitOfWork, interaction: Interaction, context: Context) -> Outcome:
         """Run an interaction inside an existing unit of work (bundle entries, consumers)."""

@@ -283,8 +283,18 @@ class Repository:
                 self.pending_index.setdefault(table, []).extend(rows)
 
     def flush(self) -> None:
-        """Write the buffered rows (before a read, a search, a reindex or the commit)."""
+        """Write the buffered rows (before a read, a search or a reindex)."""
         self._run(self._pending())
+
+    def flush_and_commit(self) -> None:
+        """Write the buffered rows and end the transaction. On PostgreSQL the COMMIT goes in
+        the round trip of the rows, and the caller's commit then finds nothing to do; elsewhere
+        the caller commits."""
+        commands = self._pending()
+        if self.is_postgres and commands and Pipeline.is_supported():
+            _pipelined(self.conn, commands, commit=True)
+        else:
+            self._run(commands)
 
     def clear_index(self, resource_pk: int, type_: str) -> None:
         """Delete the index rows of a resource, after the buffered rows went in."""
@@ -320,15 +330,18 @@ class Repository:
         self.pending_outbox.extend(rows)
 
 
-def _pipelined(conn: Connection, commands: list[_Command]) -> None:
+def _pipelined(conn: Connection, commands: list[_Command], commit: bool = False) -> None:
     """On PostgreSQL, several statements in one round trip (psycopg's pipeline mode) rather
-    than one each: a create writes five to eight tables, an update also clears seven. Errors
-    come out as SQLAlchemy's, as from `Connection.execute`, so that retries still see them."""
+    than one each: a create writes five to eight tables, an update also clears seven, and the
+    COMMIT may follow them. Errors come out as SQLAlchemy's, as from `Connection.execute`, so
+    that retries still see them."""
     driver = conn.connection.driver_connection
     try:
         with driver.pipeline(), driver.cursor() as cursor:
             for _, sql, rows in commands:
                 cursor.executemany(sql, rows)
+            if commit:
+                driver.commit()
     except DriverError as exc:
         raise DBAPIError.instance(None, None, exc, DriverError) from exc
 
