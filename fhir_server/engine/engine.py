@@ -151,7 +151,7 @@ class Engine:
     @contextmanager
     def unit_of_work(self, write: bool) -> Iterator[UnitOfWork]:
         with self.database.transaction(write) as conn:
-            uow = UnitOfWork(conn, self.database.is_postgres, write)
+            uow = UnitOfWork(conn, self.database.is_postgres, write, self.database.resource_keys)
             yield uow
             uow.repository.flush_and_commit()  # the buffered rows, with the COMMIT if it can
 

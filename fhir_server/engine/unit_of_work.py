@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from fhir_server.formats.json_format import loads
+from fhir_server.storage.keys import ResourceKeys
 from fhir_server.storage.repository import Repository
 
 
@@ -42,10 +43,16 @@ class Change:
 
 
 class UnitOfWork:
-    def __init__(self, conn: Connection, is_postgres: bool, write: bool = True) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        is_postgres: bool,
+        write: bool = True,
+        keys: ResourceKeys | None = None,
+    ) -> None:
         self.conn = conn
         self.write = write  # whether the transaction may write (SQLite: holds the write lock)
-        self.repository = Repository(conn, is_postgres)
+        self.repository = Repository(conn, is_postgres, keys)
         self.changes: list[Change] = []
         # Resources written in this unit of work, for a transaction's overlap check.
         self.touched: set[tuple[str, str]] = set()

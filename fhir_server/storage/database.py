@@ -23,6 +23,8 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from fhir_server.storage.keys import ResourceKeys
+
 WRITE = "fhir_write"
 
 # Pages the WAL may hold before a committing writer checkpoints it itself: a bound for when the
@@ -39,6 +41,7 @@ class Database:
         self.dialect = self.url.get_backend_name()
         self._writers: threading.RLock | None = None
         self._checkpointer: Checkpointer | None = None
+        self.resource_keys: ResourceKeys | None = None
         if self.dialect == "sqlite":
             self.engine = _sqlite_engine(url)
             self._writers = threading.RLock()
@@ -49,6 +52,7 @@ class Database:
             self.engine = create_engine(
                 url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
             )
+            self.resource_keys = ResourceKeys()
 
     @property
     def is_postgres(self) -> bool:

@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 
+from fhir_server.storage.keys import ResourceKeys
 from fhir_server.storage.schema import (
     INDEX_TABLES,
     OutboxRow,
@@ -84,7 +85,7 @@ _ADVANCE = (
         content_hash=bindparam("content_hash"),
     )
 )
-_INSERTS = {t.name: insert(t) for t in (_v, outbox_table, *(i.__table__ for i in INDEX_TABLES))}
+_INSERTS = {t.name: insert(t) for t in (_r, _v, outbox_table, *(i.__table__ for i in INDEX_TABLES))}
 _CLEAR_INDEX = {
     t: delete(t.__table__).where(t.__table__.c.resource_pk == bindparam("pk")) for t in INDEX_TABLES
 }
@@ -134,9 +135,13 @@ class Repository:
     every read here calls, and the engine before searches and the commit): a transaction of a
     thousand resources makes a few inserts, not ten thousand round trips."""
 
-    def __init__(self, conn: Connection, is_postgres: bool) -> None:
+    def __init__(
+        self, conn: Connection, is_postgres: bool, keys: ResourceKeys | None = None
+    ) -> None:
         self.conn = conn
         self.is_postgres = is_postgres
+        self.keys = keys  # where new resources' keys come from ahead of their rows
+        self.pending_resources: list[dict] = []
         self.pending_versions: list[dict] = []
         self.pending_outbox: list[dict] = []
         self.pending_index: dict[type, list[dict]] = {}
@@ -144,6 +149,7 @@ class Repository:
     # -- reading ---------------------------------------------------------------------------------
 
     def current(self, type_: str, id_: str, for_update: bool = False) -> Current | None:
+        self.flush()
         stmt = _CURRENT_FOR_UPDATE if for_update and self.is_postgres else _CURRENT
         row = self.conn.execute(stmt, {"type": type_, "id": id_}).first()
         return Current(*row) if row else None
@@ -219,17 +225,19 @@ class Repository:
     def insert_resource(
         self, type_: str, id_: str, version: int, when: datetime, content_hash: bytes
     ) -> int:
-        result = self.conn.execute(
-            _INSERT_RESOURCE,
-            {
-                "type": type_,
-                "id": id_,
-                "version": version,
-                "last_updated": when,
-                "content_hash": content_hash,
-            },
-        )
-        return result.inserted_primary_key[0]
+        """The new resource's key; its row is buffered when the key can be known first."""
+        row = {
+            "type": type_,
+            "id": id_,
+            "version": version,
+            "last_updated": when,
+            "content_hash": content_hash,
+        }
+        if self.keys is None:
+            return self.conn.execute(_INSERT_RESOURCE, row).inserted_primary_key[0]
+        pk = self.keys.take(self.conn)
+        self.pending_resources.append({"pk": pk, **row, "deleted": False})
+        return pk
 
     def advance(
         self,
@@ -306,6 +314,9 @@ class Repository:
     def _pending(self) -> list[_Command]:
         """The inserts of the buffered rows, one per table (the buffers are emptied)."""
         batches: list[tuple[Table, list[dict]]] = []
+        if self.pending_resources:  # first: the other rows refer to them
+            batches.append((_r, self.pending_resources))
+            self.pending_resources = []
         if self.pending_versions:
             batches.append((_v, self.pending_versions))
             self.pending_versions = []

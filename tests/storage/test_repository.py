@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import IntegrityError
 
+from fhir_server.engine.interaction import Context, Interaction, Kind
 from fhir_server.server import Server
 from fhir_server.storage.repository import Repository
-from fhir_server.storage.schema import ReferenceIndex, TokenIndex, VersionRow
+from fhir_server.storage.schema import ReferenceIndex, ResourceRow, TokenIndex, VersionRow
 from tests.conftest import BACKENDS, database_url, make_server, wipe
 
 
@@ -27,6 +28,12 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
 
 
 WHEN = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+
+def _repository(server: Server, conn: Connection) -> Repository:
+    """As a unit of work has it: on PostgreSQL, new resources' keys come first, their rows
+    are buffered with the others."""
+    return Repository(conn, server.database.is_postgres, server.database.resource_keys)
 
 
 def _observation(repository: Repository, id_: str) -> int:
@@ -60,7 +67,7 @@ def _buffer(repository: Repository, pk: int, when: datetime) -> None:
 
 def test_flush_writes_every_buffered_table(server: Server) -> None:
     with server.database.transaction(write=True) as conn:
-        repository = Repository(conn, server.database.is_postgres)
+        repository = _repository(server, conn)
         _observation(repository, "o1")
         repository.flush()
         assert not (repository.pending_versions or repository.pending_index)
@@ -76,7 +83,7 @@ def test_flush_writes_every_buffered_table(server: Server) -> None:
 
 def test_flush_failure_is_sqlalchemy_error_and_leaves_nothing(server: Server) -> None:
     with pytest.raises(IntegrityError), server.database.transaction(write=True) as conn:
-        repository = Repository(conn, server.database.is_postgres)
+        repository = _repository(server, conn)
         _buffer(repository, 999_999, WHEN)  # no such resource: the foreign keys refuse it
         repository.flush()
     with server.database.transaction(write=False) as conn:
@@ -87,7 +94,7 @@ def test_clear_index_writes_the_buffer_first(server: Server) -> None:
     """Clearing one resource's index rows (an update) first writes what is buffered for
     others, in the same round trip on PostgreSQL."""
     with server.database.transaction(write=True) as conn:
-        repository = Repository(conn, server.database.is_postgres)
+        repository = _repository(server, conn)
         first = _observation(repository, "o1")
         repository.flush()
         second = _observation(repository, "o2")
@@ -96,3 +103,56 @@ def test_clear_index_writes_the_buffer_first(server: Server) -> None:
     with server.database.transaction(write=False) as conn:
         owners = conn.execute(select(t.resource_pk).distinct()).scalars().all()
     assert owners == [second]
+
+
+def test_a_new_resource_row_waits_for_the_flush_on_postgresql(server: Server) -> None:
+    """Its key known from the sequence, a new resource's row goes with its other rows; on
+    SQLite it is inserted at once, for its key."""
+    resources = select(func.count()).select_from(ResourceRow.__table__)
+    with server.database.transaction(write=True) as conn:
+        repository = _repository(server, conn)
+        pk = _observation(repository, "o1")
+        assert conn.execute(resources).scalar() == (0 if server.database.is_postgres else 1)
+        repository.flush()
+        assert conn.execute(select(ResourceRow.__table__.c.pk)).scalars().all() == [pk]
+
+
+def test_flush_and_commit_sends_the_commit_with_the_rows_on_postgresql(server: Server) -> None:
+    """On PostgreSQL the rows and the COMMIT go together, and the transaction's own commit
+    then finds nothing to do; on SQLite the transaction commits as usual."""
+    versions = select(func.count()).select_from(VersionRow.__table__)
+    with server.database.transaction(write=True) as conn:
+        repository = _repository(server, conn)
+        _observation(repository, "o1")
+        repository.flush_and_commit()
+        if server.database.is_postgres:  # another connection sees it before the block ends
+            with server.database.transaction(write=False) as other:
+                assert other.execute(versions).scalar() == 1
+    with server.database.transaction(write=False) as conn:
+        assert conn.execute(versions).scalar() == 1
+
+
+def test_resource_keys_stay_unique_after_the_sequence_restarts(server: Server) -> None:
+    """`TRUNCATE ... RESTART IDENTITY` sends the sequence back to 1 while keys handed out
+    before it may still be in use: the next block moves the sequence past them."""
+    if not server.database.is_postgres:
+        pytest.skip("SQLite assigns each key as it inserts the row")
+
+    def create(count: int, first: int) -> None:
+        for n in range(first, first + count):
+            outcome = server.engine.execute(
+                Interaction(Kind.CREATE, "Basic", resource=_basic(n)), Context()
+            )
+            assert outcome.status == 201
+
+    create(70, 0)  # a block and part of another
+    with server.database.transaction(write=True) as conn:
+        conn.exec_driver_sql("TRUNCATE resource RESTART IDENTITY CASCADE")
+    create(200, 70)  # the rest of the block, then keys the restarted sequence gives again
+    with server.database.transaction(write=False) as conn:
+        keys = conn.execute(select(ResourceRow.__table__.c.pk)).scalars().all()
+    assert len(keys) == len(set(keys)) == 200
+
+
+def _basic(n: int) -> dict:
+    return {"resourceType": "Basic", "code": {"text": f"item {n}"}}
