@@ -25,7 +25,15 @@ import typer
 from bench.driver import Call, drive
 from bench.floor import Floor
 from bench.generate import Generator, parse_scale, patient_id
-from bench.measure import RESULTS, machine, peak_memory_mb, start_http, start_process, stop
+from bench.measure import (
+    RESULTS,
+    drain_outbox,
+    machine,
+    peak_memory_mb,
+    start_http,
+    start_process,
+    stop,
+)
 
 # Goals of the project (docs/performance.md): throughput as a share of the floor's.
 GOALS = {"create": 0.5, "update": 0.5, "read": 0.7, "transaction": 0.3}
@@ -106,6 +114,7 @@ def run_benchmark(database_url: str, scale: str, count: int, concurrency: int, s
     calls = workload(scale, count, seed)
     server, server_url = start_http(database_url)
     try:
+        drain_outbox(database_url)
         seed_floor(database_url, server_url, calls["read"] + calls["update"] + calls["mixed"])
         floor, floor_url = start_process(
             [

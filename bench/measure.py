@@ -11,10 +11,14 @@ import statistics
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import create_engine, func, select
+
+from fhir_server.storage.repository import outbox_table
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -88,6 +92,32 @@ def start_http(
             **(security or {}),
         },
     )
+
+
+def drain_outbox(database_url: str, timeout: float = 600) -> None:
+    """Wait until the started servers' outbox consumers have worked off every event due:
+    those an earlier scenario left (`$apply` runs with its consumers off) would otherwise be
+    worked off during the first measured turn, and weigh on it alone."""
+    engine = create_engine(database_url)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            due = (
+                select(func.count())
+                .select_from(outbox_table)
+                .where(
+                    outbox_table.c.done_at.is_(None),
+                    outbox_table.c.available_at <= datetime.now(UTC),
+                )
+            )
+            with engine.connect() as conn:
+                if not conn.execute(due).scalar():
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the outbox was not worked off within {timeout:.0f} s")
+            time.sleep(1)
+    finally:
+        engine.dispose()
 
 
 def peak_memory_mb(process: subprocess.Popen) -> float | None:

@@ -26,7 +26,7 @@ from sqlalchemy import create_engine, text
 
 from bench.driver import Call, Run, drive
 from bench.generate import Generator, parse_scale, practitioner_id
-from bench.measure import RESULTS, machine, peak_memory_mb, start_http, stop
+from bench.measure import RESULTS, drain_outbox, machine, peak_memory_mb, start_http, stop
 from bench.search_latency import worklist_params
 from fhir_server.security.principal import IDEL
 from fhir_server.security.tokens import LocalIssuer
@@ -127,6 +127,7 @@ def run_benchmark(
         calls = {"off": _calls(pairs, None), "on": _calls(pairs, tokens)}
         runs: dict[str, dict[str, list[Run]]] = {"off": {}, "on": {}}
         try:
+            drain_outbox(database_url)
             for side, (_, url) in servers.items():  # warm both: caches, connections
                 for batch in calls[side].values():
                     drive(url, batch[: max(20, requests // 10)], concurrency)
