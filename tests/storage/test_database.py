@@ -9,6 +9,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from fhir_server.storage.database import Database
 
 
@@ -55,4 +57,49 @@ def test_no_thread_for_a_database_only_read(tmp_path: Path) -> None:
     with database.transaction(write=False) as conn:
         assert conn.exec_driver_sql("SELECT 1").scalar() == 1
     assert not _checkpoint_threads(path)
+    database.dispose()
+
+
+def _pings(database: Database, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    pings: list[int] = []
+    ping = database.engine.dialect.do_ping
+
+    def counted(dbapi_connection: object) -> bool:
+        pings.append(1)
+        return ping(dbapi_connection)
+
+    monkeypatch.setattr(database.engine.dialect, "do_ping", counted)
+    return pings
+
+
+def _backend(database: Database) -> int:
+    with database.transaction(write=False) as conn:
+        return conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+
+
+def test_a_connection_used_just_now_is_not_pinged(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round trip per request saved: only a connection idle for a while is pinged."""
+    database = Database(postgres_url, pool_size=1)
+    pings = _pings(database, monkeypatch)
+    assert _backend(database) == _backend(database)
+    assert pings == []
+    monkeypatch.setattr("fhir_server.storage.database.PING_AFTER_SECONDS", 0.0)
+    _backend(database)
+    assert pings == [1]
+    database.dispose()
+
+
+def test_an_idle_connection_found_dead_is_replaced(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = Database(postgres_url, pool_size=1)
+    dead = _backend(database)
+    other = Database(postgres_url, pool_size=1)
+    with other.transaction(write=False) as conn:
+        conn.exec_driver_sql(f"SELECT pg_terminate_backend({dead})")
+    other.dispose()
+    monkeypatch.setattr("fhir_server.storage.database.PING_AFTER_SECONDS", 0.0)
+    assert _backend(database) != dead  # pinged, found dead, replaced before use
     database.dispose()
