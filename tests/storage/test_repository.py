@@ -132,11 +132,12 @@ def test_flush_and_commit_sends_the_commit_with_the_rows_on_postgresql(server: S
         assert conn.execute(versions).scalar() == 1
 
 
-def test_resource_keys_stay_unique_after_the_sequence_restarts(server: Server) -> None:
+def test_resource_keys_stay_unique_after_the_sequence_restarts(postgres_url: str) -> None:
     """`TRUNCATE ... RESTART IDENTITY` sends the sequence back to 1 while keys handed out
-    before it may still be in use: the next block moves the sequence past them."""
-    if not server.database.is_postgres:
-        pytest.skip("SQLite assigns each key as it inserts the row")
+    before it may still be in use: the next block moves the sequence past them (PostgreSQL:
+    SQLite assigns each key as it inserts the row)."""
+    server = make_server(postgres_url)
+    wipe(server)
 
     def create(count: int, first: int) -> None:
         for n in range(first, first + count):
@@ -151,6 +152,7 @@ def test_resource_keys_stay_unique_after_the_sequence_restarts(server: Server) -
     create(200, 70)  # the rest of the block, then keys the restarted sequence gives again
     with server.database.transaction(write=False) as conn:
         keys = conn.execute(select(ResourceRow.__table__.c.pk)).scalars().all()
+    server.close()
     assert len(keys) == len(set(keys)) == 200
 
 
