@@ -89,6 +89,15 @@ def wipe(server: Server) -> None:
                 conn.execute(text(f"DELETE FROM {name}"))
 
 
+@pytest.fixture(params=BACKENDS)
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    """A server of its own, without plugins, on an empty database of each backend."""
+    server = make_server(database_url(request.param, request, tmp_path))
+    wipe(server)
+    yield server
+    server.close()
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def live(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory

@@ -18,15 +18,7 @@ from sqlalchemy import event, text
 from fhir_server.security import audit
 from fhir_server.security.trail import Trail
 from fhir_server.server import Server
-from tests.conftest import BACKENDS, database_url, make_server, wipe
-
-
-@pytest.fixture(params=BACKENDS)
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    server = make_server(database_url(request.param, request, tmp_path))
-    wipe(server)
-    yield server
-    server.close()
+from tests.conftest import make_server
 
 
 @pytest.fixture

@@ -4,9 +4,7 @@ error handling read."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, func, select
@@ -16,16 +14,7 @@ from fhir_server.engine.interaction import Context, Interaction, Kind
 from fhir_server.server import Server
 from fhir_server.storage.repository import Repository
 from fhir_server.storage.schema import ReferenceIndex, ResourceRow, TokenIndex, VersionRow
-from tests.conftest import BACKENDS, database_url, make_server, wipe
-
-
-@pytest.fixture(params=BACKENDS)
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    server = make_server(database_url(request.param, request, tmp_path))
-    wipe(server)
-    yield server
-    server.close()
-
+from tests.conftest import make_server, wipe
 
 WHEN = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
