@@ -233,7 +233,7 @@ class Search:
             e.desc() if descending != backwards else e.asc()
             for e, descending in zip([*labels, r.c.pk], directions, strict=True)
         ]
-        rows = list(uow.conn.execute(stmt.order_by(*order).limit(count + 1)))
+        rows = uow.conn.execute(stmt.order_by(*order).limit(count + 1)).all()  # one fetchall
         more = len(rows) > count
         rows = rows[:count]
         if backwards:
@@ -419,7 +419,7 @@ class Search:
                 if include.param is not None:
                     stmt = stmt.where(param_rows(ref, [source], include.param))
                 statements.append(stmt)
-        return [StoredVersion(*row) for stmt in statements for row in uow.conn.execute(stmt)]
+        return [StoredVersion(*row) for stmt in statements for row in uow.conn.execute(stmt).all()]
 
     def _entry(
         self, ctx: Context, stored: StoredVersion, mode: str, request: SearchRequest

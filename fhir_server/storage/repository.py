@@ -213,7 +213,7 @@ class Repository:
             stmt = stmt.order_by(v.c.last_updated.asc(), v.c.pk.asc())
         else:
             stmt = stmt.order_by(v.c.last_updated.desc(), v.c.pk.desc())
-        rows = [StoredVersion(*row) for row in self.conn.execute(stmt.limit(at_most))]
+        rows = [StoredVersion(*row) for row in self.conn.execute(stmt.limit(at_most)).all()]
         return rows[::-1] if newer else rows
 
     def latest_version_pk(self) -> int:
