@@ -6,11 +6,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from functools import partial
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Table, and_, false, func, or_, select
+from sqlalchemy import Select, Table, and_, false, func, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
@@ -212,21 +212,7 @@ class Search:
         labels = [e.label(f"k{i}") for i, e in enumerate(sort_exprs)]  # computed once per row
         token = paging.decode(request.page) if request.page else None
         backwards = bool(token and token.get("back"))
-        v = VERSION
-        stmt = (
-            select(
-                r.c.pk,
-                v.c.type,
-                v.c.id,
-                v.c.version,
-                v.c.last_updated,
-                v.c.method,
-                v.c.body,
-                *labels,
-            )
-            .select_from(r.join(v, and_(v.c.resource_pk == r.c.pk, v.c.version == r.c.version)))
-            .where(*where)
-        )
+        stmt = _CURRENT_VERSIONS.add_columns(*labels).where(*where)
         if token:
             stmt = stmt.where(_after(exprs, directions, _decode_values(token["k"]), backwards))
         order = [
@@ -368,9 +354,6 @@ class Search:
     ) -> list[StoredVersion]:
         """The resources `_include` and `_revinclude` add for `frontier`, each include one
         query joining the reference index to the current versions."""
-        r, v = RESOURCE, VERSION
-        current = and_(v.c.resource_pk == r.c.pk, v.c.version == r.c.version)
-        columns = (r.c.pk, v.c.type, v.c.id, v.c.version, v.c.last_updated, v.c.method, v.c.body)
         by_type: dict[str, list[StoredVersion]] = {}
         for stored in frontier:
             by_type.setdefault(stored.type, []).append(stored)
@@ -384,12 +367,7 @@ class Search:
             for s in by_type[source_type] if source_type else frontier:
                 tables.setdefault(index_table("reference", [s.type]), []).append(s.pk)
             for ref, sources in tables.items():
-                target = and_(r.c.type == ref.c.target_type, r.c.id == ref.c.target_id)
-                stmt = (
-                    select(*columns)
-                    .select_from(ref.join(r, target).join(v, current))
-                    .where(ref.c.resource_pk.in_(sources), r.c.deleted == false())
-                )
+                stmt = _targets_of(ref).where(ref.c.resource_pk.in_(sources))
                 if include.param is not None:
                     stmt = stmt.where(param_rows(ref, [source_type], include.param))
                 if include.target_type is not None:
@@ -401,17 +379,12 @@ class Search:
             pointed = [(t, [s.id for s in group]) for t, group in by_type.items()]
             source = include.source_type
             for ref in [index_table("reference", [source])] if source else REFERENCE_TABLES:
-                stmt = (
-                    select(*columns)
-                    .select_from(ref.join(r, r.c.pk == ref.c.resource_pk).join(v, current))
-                    .where(
-                        or_(
-                            *[
-                                and_(ref.c.target_type == t, ref.c.target_id.in_(ids))
-                                for t, ids in pointed
-                            ]
-                        ),
-                        r.c.deleted == false(),
+                stmt = _sources_of(ref).where(
+                    or_(
+                        *[
+                            and_(ref.c.target_type == t, ref.c.target_id.in_(ids))
+                            for t, ids in pointed
+                        ]
                     )
                 )
                 if include.source_type is not None:
@@ -464,6 +437,43 @@ class Search:
                 {"resource": outcome, "search": {"mode": "outcome"}}
             )
         return Outcome(200, resource=bundle)
+
+
+# The selects every search and include starts from, built once: SQLAlchemy expressions are
+# immutable, and building them was a share of every search's fixed cost.
+_COLUMNS = (
+    RESOURCE.c.pk,
+    VERSION.c.type,
+    VERSION.c.id,
+    VERSION.c.version,
+    VERSION.c.last_updated,
+    VERSION.c.method,
+    VERSION.c.body,
+)
+_CURRENT = and_(VERSION.c.resource_pk == RESOURCE.c.pk, VERSION.c.version == RESOURCE.c.version)
+_CURRENT_VERSIONS = select(*_COLUMNS).select_from(RESOURCE.join(VERSION, _CURRENT))
+
+
+@cache
+def _targets_of(ref: Table) -> Select:
+    """The current versions of the resources that rows of `ref` point to (`_include`)."""
+    target = and_(RESOURCE.c.type == ref.c.target_type, RESOURCE.c.id == ref.c.target_id)
+    return (
+        select(*_COLUMNS)
+        .select_from(ref.join(RESOURCE, target).join(VERSION, _CURRENT))
+        .where(RESOURCE.c.deleted == false())
+    )
+
+
+@cache
+def _sources_of(ref: Table) -> Select:
+    """The current versions of the resources the rows of `ref` belong to (`_revinclude`)."""
+    source = RESOURCE.c.pk == ref.c.resource_pk
+    return (
+        select(*_COLUMNS)
+        .select_from(ref.join(RESOURCE, source).join(VERSION, _CURRENT))
+        .where(RESOURCE.c.deleted == false())
+    )
 
 
 def _bound(visibility: Visibility | None, uow: UnitOfWork) -> Visible | None:
