@@ -677,6 +677,7 @@ def _codings(concept: dict) -> list[dict]:
 
 def _token_rows(nodes: Iterable[Node], local_zone: tzinfo) -> Rows:
     rows: Rows = []
+    seen: set[tuple[Any, Any, Any]] = set()  # an AuditEvent repeats one Coding per entity
     for value, type_name, _ in nodes:
         if isinstance(value, bool):
             rows.append(_token(code="true" if value else "false"))
@@ -687,7 +688,10 @@ def _token_rows(nodes: Iterable[Node], local_zone: tzinfo) -> Rows:
         elif not isinstance(value, dict):
             continue
         elif type_name == "Coding":
-            rows.append(_token(value.get("system"), value.get("code"), value.get("display")))
+            key = (value.get("system"), value.get("code"), value.get("display"))
+            if key not in seen:
+                seen.add(key)
+                rows.append(_token(*key))
         elif type_name == "CodeableConcept":
             text = _text(value.get("text"))
             codings = _codings(value)
