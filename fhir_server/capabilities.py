@@ -37,7 +37,6 @@ _COMMON = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source")
 
 SMART_OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
-# Written by the server only when it audits (fhir_server.security).
 
 
 def capability_statement(engine: Engine, context: Context) -> dict[str, Any]:

@@ -367,7 +367,7 @@ class Search:
             for s in by_type[source_type] if source_type else frontier:
                 tables.setdefault(index_table("reference", [s.type]), []).append(s.pk)
             for ref, sources in tables.items():
-                stmt = _targets_of(ref).where(ref.c.resource_pk.in_(sources))
+                stmt = _through(ref, pointed_to=True).where(ref.c.resource_pk.in_(sources))
                 if include.param is not None:
                     stmt = stmt.where(param_rows(ref, [source_type], include.param))
                 if include.target_type is not None:
@@ -379,7 +379,7 @@ class Search:
             pointed = [(t, [s.id for s in group]) for t, group in by_type.items()]
             source = include.source_type
             for ref in [index_table("reference", [source])] if source else REFERENCE_TABLES:
-                stmt = _sources_of(ref).where(
+                stmt = _through(ref, pointed_to=False).where(
                     or_(
                         *[
                             and_(ref.c.target_type == t, ref.c.target_id.in_(ids))
@@ -455,23 +455,17 @@ _CURRENT_VERSIONS = select(*_COLUMNS).select_from(RESOURCE.join(VERSION, _CURREN
 
 
 @cache
-def _targets_of(ref: Table) -> Select:
-    """The current versions of the resources that rows of `ref` point to (`_include`)."""
-    target = and_(RESOURCE.c.type == ref.c.target_type, RESOURCE.c.id == ref.c.target_id)
-    return (
-        select(*_COLUMNS)
-        .select_from(ref.join(RESOURCE, target).join(VERSION, _CURRENT))
-        .where(RESOURCE.c.deleted == false())
+def _through(ref: Table, pointed_to: bool) -> Select:
+    """The current versions of the resources that rows of the reference table `ref` point to
+    (`_include`), or that they belong to (`_revinclude`)."""
+    joined = (
+        and_(RESOURCE.c.type == ref.c.target_type, RESOURCE.c.id == ref.c.target_id)
+        if pointed_to
+        else RESOURCE.c.pk == ref.c.resource_pk
     )
-
-
-@cache
-def _sources_of(ref: Table) -> Select:
-    """The current versions of the resources the rows of `ref` belong to (`_revinclude`)."""
-    source = RESOURCE.c.pk == ref.c.resource_pk
     return (
         select(*_COLUMNS)
-        .select_from(ref.join(RESOURCE, source).join(VERSION, _CURRENT))
+        .select_from(ref.join(RESOURCE, joined).join(VERSION, _CURRENT))
         .where(RESOURCE.c.deleted == false())
     )
 

@@ -298,11 +298,7 @@ class Repository:
         """Write the buffered rows and end the transaction. On PostgreSQL the COMMIT goes in
         the round trip of the rows, and the caller's commit then finds nothing to do; elsewhere
         the caller commits."""
-        commands = self._pending()
-        if self.is_postgres and commands and Pipeline.is_supported():
-            _pipelined(self.conn, commands, commit=True)
-        else:
-            self._run(commands)
+        self._run(self._pending(), commit=True)
 
     def clear_index(self, resource_pk: int, type_: str) -> None:
         """Delete the index rows of a resource, after the buffered rows went in."""
@@ -330,9 +326,12 @@ class Repository:
             (_INSERTS[t.name], _driver_insert(t.name, tuple(rows[0])), rows) for t, rows in batches
         ]
 
-    def _run(self, commands: list[_Command]) -> None:
-        if self.is_postgres and len(commands) > 1 and Pipeline.is_supported():
-            _pipelined(self.conn, commands)
+    def _run(self, commands: list[_Command], commit: bool = False) -> None:
+        """`commands` in one round trip on PostgreSQL when there are several, or a COMMIT to
+        send with them; one statement each otherwise (and the caller commits)."""
+        several = len(commands) > 1 or (commit and bool(commands))
+        if self.is_postgres and several and Pipeline.is_supported():
+            _pipelined(self.conn, commands, commit)
             return
         for statement, _, rows in commands:
             self.conn.execute(statement, rows)

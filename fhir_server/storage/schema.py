@@ -214,7 +214,7 @@ INDEX_TABLES = (
     QuantityIndex,
     UriIndex,
 )
-AUDIT_TRAIL = "AuditEvent"
+AUDIT_TRAIL = "AuditEvent"  # written by the server alone, when it audits (fhir_server.security)
 
 
 def reference_index(type_: str) -> type[ReferenceIndex] | type[AuditReferenceIndex]:
