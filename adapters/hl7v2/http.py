@@ -7,13 +7,13 @@ is a 400 or 413 OperationOutcome."""
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from adapters.hl7v2.receiver import Receiver
 from fhir_server.errors import FhirError, bad_request
 from fhir_server.rest.authentication import principal
 from fhir_server.rest.negotiation import read_body
+from fhir_server.rest.threads import in_thread
 from fhir_server.security.principal import HOSPITAL
 
 PATH = "/hl7v2"
@@ -36,7 +36,7 @@ async def receive(request: Request) -> Response:
     body = await read_body(request, door.settings.max_message_bytes)
     if not body.strip():
         raise bad_request("The body must be one HL7 v2 message (ER7)")
-    ack = await run_in_threadpool(door.receive, body, caller)
+    ack = await in_thread(door.receive, body, caller)
     return Response(content=ack, media_type=MEDIA_TYPE)
 
 

@@ -19,7 +19,7 @@ from fhir_server.plugins import ROUTES_GROUP, registrations
 from fhir_server.rest import auth
 from fhir_server.rest.authentication import Unauthenticated
 from fhir_server.rest.negotiation import error_response
-from fhir_server.rest.routes import public, router
+from fhir_server.rest.routes import public, routes
 from fhir_server.security.tokens import TokenVerifier
 from fhir_server.server import Server
 from fhir_server.settings import Settings, get_settings
@@ -56,9 +56,9 @@ def create_app(settings: Settings | None = None, server: Server | None = None) -
     )
     app.add_middleware(AccessLog)
     app.state.server = server
-    app.include_router(public)
-    app.include_router(auth.router)  # before the FHIR routes: /{type}/{id} would take them
-    app.include_router(router)
+    # On the application's own router, in this order (/{type}/{id} would take the discovery
+    # and auth paths): an included router is matched twice a request, at every request.
+    app.router.routes.extend([*public.routes, *auth.router.routes, *routes])
     for register in registrations(ROUTES_GROUP):
         register(app)
 

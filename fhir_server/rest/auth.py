@@ -17,11 +17,11 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from fhir_server.errors import not_found
 from fhir_server.rest.negotiation import base_url, media_type, read_body
+from fhir_server.rest.threads import in_thread
 from fhir_server.security.clients import (
     ASSERTION_ALGORITHMS,
     ASSERTION_TYPE,
@@ -126,7 +126,7 @@ async def jwks(request: Request) -> JSONResponse:
     service = token_service(request)
     if not service.issuer.active:
         raise not_found("This server issues no tokens: its tokens' keys are FHIR_AUTH_JWKS")
-    return JSONResponse(await run_in_threadpool(service.issuer.jwks))
+    return JSONResponse(await in_thread(service.issuer.jwks))
 
 
 @router.post(TOKEN_PATH, include_in_schema=False)
@@ -138,7 +138,7 @@ async def token(request: Request) -> JSONResponse:
     try:
         form = await _form(request)
         endpoint = f"{base_url(request)}{TOKEN_PATH}"
-        return await run_in_threadpool(_grant, service, request, form, endpoint)
+        return await in_thread(_grant, service, request, form, endpoint)
     except TokenError as refusal:
         log.info("token refused: %s", refusal.error)
         return refusal.response()

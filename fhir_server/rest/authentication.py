@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from fastapi import Request
-from fastapi.concurrency import run_in_threadpool
 
 from fhir_server.errors import FhirError, Issue
+from fhir_server.rest.threads import in_thread
 from fhir_server.security.policy import record_refused_token
 from fhir_server.security.principal import Principal
 from fhir_server.security.tokens import (
@@ -52,7 +52,7 @@ async def principal(request: Request) -> Principal | None:
         return await _verified(request)
     except Unauthenticated as refusal:
         address = request.client.host if request.client else None
-        await run_in_threadpool(record_refused_token, server.engine, address, str(refusal))
+        await in_thread(record_refused_token, server.engine, address, str(refusal))
         raise
 
 
@@ -77,7 +77,7 @@ async def _verified(request: Request) -> Principal:
         if caller is None and isinstance(verifier.keys, StaticKeys):
             caller = verifier.verify(token)
         elif caller is None:
-            caller = await run_in_threadpool(verifier.verify, token)
+            caller = await in_thread(verifier.verify, token)
 
     except KeysUnavailable as exc:  # a client must not throw away a token that may be good
         raise FhirError.of(503, "transient", str(exc)) from None

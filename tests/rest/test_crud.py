@@ -51,6 +51,18 @@ def test_read_returns_current_version(fhir: httpx.Client) -> None:
     assert "last-modified" in response.headers
 
 
+def test_head_answers_a_read_without_its_body(fhir: httpx.Client) -> None:
+    """HEAD is GET without the body (RFC 9110 §9.3.2): a client checks a version cheaply."""
+    created = create(fhir, patient()).json()
+    changed = {**created, "birthDate": "1961-02-03"}
+    assert fhir.put(f"/Patient/{created['id']}", json=changed, headers=JSON).status_code == 200
+    response = fhir.head(f"/Patient/{created['id']}")
+    assert response.status_code == 200
+    assert response.headers["etag"] == 'W/"2"'
+    assert response.content == b""
+    assert fhir.head("/Patient/nope").status_code == 404
+
+
 def test_read_unknown_is_404_operation_outcome(fhir: httpx.Client) -> None:
     response = fhir.get("/Patient/nope")
     assert response.status_code == 404
