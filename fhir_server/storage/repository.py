@@ -4,10 +4,12 @@ these are the server's hot path."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
+from typing import Any
 
 from psycopg import Error as DriverError
 from psycopg import Pipeline
@@ -23,6 +25,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.sqlite import pysqlite
 from sqlalchemy.exc import DBAPIError
 
 from fhir_server.storage.keys import ResourceKeys
@@ -94,6 +97,7 @@ _DRIVER_CLEAR = {
 }
 # A statement, the same as the driver's SQL (for a pipeline), and its rows of parameters.
 _Command = tuple[Executable, str, list[dict]]
+_SQLITE = pysqlite.dialect()
 _LATEST_VERSION = select(_v.c.pk).order_by(_v.c.pk.desc()).limit(1)
 
 
@@ -329,8 +333,11 @@ class Repository:
     def _run(self, commands: list[_Command], commit: bool = False) -> None:
         """`commands` in one round trip on PostgreSQL when there are several, or a COMMIT to
         send with them; one statement each otherwise (and the caller commits)."""
+        if not self.is_postgres:
+            _sqlite_run(self.conn, commands)
+            return
         several = len(commands) > 1 or (commit and bool(commands))
-        if self.is_postgres and several and Pipeline.is_supported():
+        if several and Pipeline.is_supported():
             _pipelined(self.conn, commands, commit)
             return
         for statement, _, rows in commands:
@@ -354,6 +361,55 @@ def _pipelined(conn: Connection, commands: list[_Command], commit: bool = False)
                 driver.commit()
     except DriverError as exc:
         raise DBAPIError.instance(None, None, exc, DriverError) from exc
+
+
+def _sqlite_run(conn: Connection, commands: list[_Command]) -> None:
+    """On SQLite, each statement straight to sqlite3's `executemany`, its parameters converted
+    as SQLAlchemy converts them. Through `Connection.execute`, SQLAlchemy's own work cost
+    twice sqlite3's for these inserts: 0.2 ms of a create. Errors come out as SQLAlchemy's."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        for statement, _, rows in commands:
+            sql, binds = _sqlite_statement(statement, tuple(rows[0]))
+            cursor.executemany(
+                sql,
+                [
+                    tuple(
+                        row.get(name, default)
+                        if convert is None
+                        else convert(row.get(name, default))
+                        for name, convert, default in binds
+                    )
+                    for row in rows
+                ],
+            )
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
+    finally:
+        cursor.close()
+
+
+@cache
+def _sqlite_statement(
+    statement: Executable, columns: tuple[str, ...]
+) -> tuple[str, tuple[tuple[str, Callable[[Any], Any] | None, Any], ...]]:
+    """The SQL of `statement` for sqlite3 (qmark parameters), and for each parameter in order
+    its name, SQLAlchemy's conversion (UTC timestamps to text, ...) and the column's default
+    (SQLAlchemy adds the columns that have one)."""
+    compiled = statement.compile(dialect=_SQLITE, column_keys=list(columns))
+    table = getattr(statement, "table", None)
+    binds = []
+    for name in compiled.positiontup or ():
+        column = table.c.get(name) if table is not None else None
+        default = column.default if column is not None else None
+        binds.append(
+            (
+                name,
+                compiled.binds[name].type.dialect_impl(_SQLITE).bind_processor(_SQLITE),
+                default.arg if default is not None and default.is_scalar else None,
+            )
+        )
+    return compiled.string, tuple(binds)
 
 
 @cache

@@ -4,7 +4,7 @@ error handling read."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import Connection, func, select
@@ -13,7 +13,13 @@ from sqlalchemy.exc import IntegrityError
 from fhir_server.engine.interaction import Context, Interaction, Kind
 from fhir_server.server import Server
 from fhir_server.storage.repository import Repository
-from fhir_server.storage.schema import ReferenceIndex, ResourceRow, TokenIndex, VersionRow
+from fhir_server.storage.schema import (
+    OutboxRow,
+    ReferenceIndex,
+    ResourceRow,
+    TokenIndex,
+    VersionRow,
+)
 from tests.conftest import make_server, wipe
 
 WHEN = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -68,6 +74,34 @@ def test_flush_writes_every_buffered_table(server: Server) -> None:
         stored = conn.execute(select(VersionRow.__table__.c.last_updated)).scalar()
     assert counts == [1, 2, 1]
     assert stored == WHEN
+
+
+def test_flushed_rows_are_stored_as_sqlalchemy_stores_them(server: Server) -> None:
+    """Rows written past SQLAlchemy's `execute` (sqlite3's executemany, psycopg's pipeline)
+    keep its conversions and defaults: a timestamp in another zone is stored in UTC, a column
+    left out takes its default."""
+    paris = datetime(2026, 11, 24, 10, 0, tzinfo=timezone(timedelta(hours=1)))
+    with server.database.transaction(write=True) as conn:
+        repository = _repository(server, conn)
+        repository.insert_outbox(
+            [
+                {
+                    "consumer": "test",
+                    "created_at": paris,
+                    "interaction": "create",
+                    "resource_type": "Observation",
+                    "resource_id": "o1",
+                    "version": 1,
+                    "available_at": paris,
+                }
+            ]
+        )
+        repository.flush()
+    outbox = OutboxRow.__table__
+    with server.database.transaction(write=False) as conn:
+        row = conn.execute(select(outbox.c.created_at, outbox.c.attempts)).one()
+    assert row.created_at == WHEN and row.created_at.tzinfo is not None
+    assert row.attempts == 0
 
 
 def test_flush_failure_is_sqlalchemy_error_and_leaves_nothing(server: Server) -> None:
