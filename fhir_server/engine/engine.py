@@ -375,9 +375,8 @@ class Engine:
             pk = current.pk
             if not uow.repository.advance(current, version, when, False, digest):
                 raise _Retry
-            uow.repository.clear_index(pk, type_)
         uow.repository.insert_version(pk, type_, id_, version, when, method, body)
-        change.index = self.search.index(uow, pk, type_, stamped)
+        change.index = self.search.index(uow, pk, type_, stamped, replace=current is not None)
         self._record(uow, change)
 
         return Outcome(

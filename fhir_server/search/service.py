@@ -67,11 +67,15 @@ class Search:
     # -- write side --------------------------------------------------------------------------
 
     def index(
-        self, uow: UnitOfWork, resource_pk: int, type_: str, resource: dict
+        self, uow: UnitOfWork, resource_pk: int, type_: str, resource: dict, replace: bool = False
     ) -> dict[type, list[dict]]:
-        """Buffer the index rows of a version; returns them (table class → rows)."""
+        """Buffer the index rows of a version, in place of the previous version's when
+        `replace`; returns them (table class → rows)."""
         rows = index_rows(self.registry, type_, resource, self.local_zone)
-        uow.repository.add_index_rows(resource_pk, rows)
+        if replace:
+            uow.repository.replace_index_rows(resource_pk, type_, rows)
+        else:
+            uow.repository.add_index_rows(resource_pk, rows)
         return rows
 
     # -- read side ---------------------------------------------------------------------------

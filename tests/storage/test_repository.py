@@ -181,3 +181,52 @@ def test_resource_keys_stay_unique_after_the_sequence_restarts(postgres_url: str
 
 def _basic(n: int) -> dict:
     return {"resourceType": "Basic", "code": {"text": f"item {n}"}}
+
+
+def _token_pks(server: Server, code: str) -> list[int]:
+    t = TokenIndex.__table__.c
+    with server.database.transaction(write=False) as conn:
+        query = select(t.pk).where(t.type == "Patient", t.param == "identifier", t.code == code)
+        return list(conn.execute(query).scalars())
+
+
+def _found(server: Server, params: list[tuple[str, str]]) -> int:
+    outcome = server.engine.execute(
+        Interaction(Kind.SEARCH_TYPE, "Patient", params=params), Context()
+    )
+    return len(outcome.returned)
+
+
+def test_an_update_replaces_the_index_rows_that_changed(server: Server) -> None:
+    """After an update the index is the new version's: changed and removed values are gone,
+    unchanged ones still found. On SQLite the unchanged rows are left where they are rather
+    than deleted and inserted again."""
+    wipe(server)
+    patient = {
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:x", "value": "1"}, {"system": "urn:x", "value": "2"}],
+        "name": [{"family": "Durand"}],
+        "birthDate": "1950-01-02",
+    }
+    ctx = Context()
+    id_ = server.engine.execute(Interaction(Kind.CREATE, "Patient", resource=patient), ctx).id
+    kept = _token_pks(server, "1")
+    update = {
+        **patient,
+        "id": id_,
+        "identifier": patient["identifier"][:1],
+        "birthDate": "1950-01-03",
+    }
+    assert (
+        server.engine.execute(Interaction(Kind.UPDATE, "Patient", id_, resource=update), ctx).status
+        == 200
+    )
+
+    assert _found(server, [("birthdate", "1950-01-03")]) == 1
+    assert _found(server, [("birthdate", "1950-01-02")]) == 0
+    assert _found(server, [("identifier", "urn:x|2")]) == 0
+    assert _found(server, [("identifier", "urn:x|1"), ("family", "Durand")]) == 1
+    assert _token_pks(server, "2") == []
+    assert len(_token_pks(server, "1")) == 1
+    if not server.database.is_postgres:
+        assert _token_pks(server, "1") == kept
