@@ -210,6 +210,8 @@ def test_an_update_replaces_the_index_rows_that_changed(server: Server) -> None:
     }
     ctx = Context()
     id_ = server.engine.execute(Interaction(Kind.CREATE, "Patient", resource=patient), ctx).id
+    other = {"resourceType": "Patient", "identifier": [{"system": "urn:x", "value": "3"}]}
+    server.engine.execute(Interaction(Kind.CREATE, "Patient", resource=other), ctx)  # rows after
     kept = _token_pks(server, "1")
     update = {
         **patient,
