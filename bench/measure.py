@@ -11,14 +11,14 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, func, select
 
-from fhir_server.storage.repository import outbox_table
+from fhir_server.engine.versioning import now
+from fhir_server.outbox import due, outbox
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -102,16 +102,9 @@ def drain_outbox(database_url: str, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     try:
         while True:
-            due = (
-                select(func.count())
-                .select_from(outbox_table)
-                .where(
-                    outbox_table.c.done_at.is_(None),
-                    outbox_table.c.available_at <= datetime.now(UTC),
-                )
-            )
+            pending = select(func.count()).select_from(outbox).where(*due(now()))
             with engine.connect() as conn:
-                if not conn.execute(due).scalar():
+                if not conn.execute(pending).scalar():
                     return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the outbox was not worked off within {timeout:.0f} s")

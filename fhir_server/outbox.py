@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 
 from fhir_server.engine.interaction import Context
 from fhir_server.engine.unit_of_work import UnitOfWork
@@ -54,12 +54,25 @@ class OutboxConsumer(Protocol):
     def handle(self, event: OutboxEvent, uow: UnitOfWork, context: Context) -> None: ...
 
 
+MAX_ATTEMPTS = 10
+
+
+def due(moment: datetime, max_attempts: int = MAX_ATTEMPTS) -> list[ColumnElement[bool]]:
+    """The conditions of an event a dispatcher would hand out at `moment`: not done, not
+    waiting for a retry, attempts left."""
+    return [
+        outbox.c.done_at.is_(None),
+        outbox.c.available_at <= moment,
+        outbox.c.attempts < max_attempts,
+    ]
+
+
 class OutboxDispatcher:
     def __init__(
         self,
         engine: Engine,
         consumers: list[OutboxConsumer],
-        max_attempts: int = 10,
+        max_attempts: int = MAX_ATTEMPTS,
         retry_after: timedelta = timedelta(seconds=5),
     ) -> None:
         self.engine = engine
@@ -100,7 +113,6 @@ class OutboxDispatcher:
         return bool(claimed)
 
     def _claim(self, uow: UnitOfWork, consumer: str) -> OutboxEvent | None:
-        moment = now()
         stmt = (
             select(
                 outbox.c.pk,
@@ -111,12 +123,7 @@ class OutboxDispatcher:
                 outbox.c.version,
                 outbox.c.attempts,
             )
-            .where(
-                outbox.c.consumer == consumer,
-                outbox.c.done_at.is_(None),
-                outbox.c.available_at <= moment,
-                outbox.c.attempts < self.max_attempts,
-            )
+            .where(outbox.c.consumer == consumer, *due(now(), self.max_attempts))
             .order_by(outbox.c.pk)
             .limit(1)
         )

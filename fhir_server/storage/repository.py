@@ -96,7 +96,8 @@ _CLEAR_INDEX = {
 _DRIVER_CLEAR = {
     t: f"DELETE FROM {t.__tablename__} WHERE resource_pk = %(pk)s" for t in INDEX_TABLES
 }
-# A statement, the same as the driver's SQL (for a pipeline), and its rows of parameters.
+# A statement, the same as psycopg's SQL (PostgreSQL's pipeline; sqlite3's is compiled from the
+# statement), and its rows of parameters.
 _Command = tuple[Executable, str, list[dict]]
 _SQLITE = pysqlite.dialect()
 # Each parameter of a statement for sqlite3: its name, SQLAlchemy's conversion, its default.
