@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -96,10 +96,16 @@ class Visibility(Protocol):
     so that nothing the caller may not see is returned or counted."""
 
     def condition(
-        self, uow: UnitOfWork, r: FromClause, types: Sequence[str]
+        self, uow: UnitOfWork, r: FromClause, types: Sequence[str], bind: bool = False
     ) -> ColumnElement[bool] | None:
         """The condition on resource rows `r` of `types`, for a query run in `uow`; None when
-        all of them are visible."""
+        all of them are visible. With `bind`, its values are bind parameters (`bound`), so
+        that the statement holding it serves other callers of the same shape."""
+        ...
+
+    def bound(self, uow: UnitOfWork, types: Sequence[str]) -> tuple[Hashable, dict[str, Any]]:
+        """What the SQL of `condition(..., bind=True)` on `types` depends on, and the values
+        of its bind parameters."""
         ...
 
     def visible(self, uow: UnitOfWork, type_: str, ids: set[str]) -> set[str]:

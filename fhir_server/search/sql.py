@@ -5,7 +5,8 @@ prefixes are ranges, never LIKE on a leading wildcard except for :contains)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import operator
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    bindparam,
     exists,
     false,
     func,
@@ -26,6 +28,7 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy.types import NullType
 
 from fhir_server.engine.interaction import Visible
 from fhir_server.search.criteria import Criterion, Has, ParamError, split_unescaped, unescape
@@ -161,6 +164,152 @@ def range_condition(
     return and_(low < approx_high, high > approx_low)  # ap: overlaps the widened range
 
 
+# A search value parsed: its shape (which SQL it takes) and the values that SQL compares with.
+Parsed = tuple[str, tuple[Any, ...]]
+
+
+def _numeric(prefix: str, text: str) -> Parsed:
+    try:
+        exact = Decimal(text)
+        low, high = number_range(text)
+    except (InvalidOperation, ValueError):
+        raise ParamError(f"Malformed number {text!r}") from None
+    if prefix in ("eq", "ne"):
+        return prefix, (low, high)
+    if prefix == "ap":
+        margin = abs(exact) / 10
+        return prefix, (exact - margin, exact + margin)
+    return prefix, (exact,)
+
+
+_COMPARISONS: dict[str, Callable[[Any, Any], Condition]] = {
+    "gt": operator.gt,
+    "sa": operator.gt,
+    "lt": operator.lt,
+    "eb": operator.lt,
+    "ge": operator.ge,
+    "le": operator.le,
+}
+
+
+def _numeric_condition(column: Any, prefix: str, values: tuple[Any, ...]) -> Condition:
+    if prefix == "eq":
+        return and_(column >= values[0], column < values[1])
+    if prefix == "ne":
+        return or_(column < values[0], column >= values[1])
+    if prefix == "ap":
+        return and_(column >= values[0], column <= values[1])
+    return _COMPARISONS[prefix](column, values[0])
+
+
+def _quantity_condition(t: FromClause, shape: str, values: tuple[Any, ...]) -> Condition:
+    prefix, *terms = shape.split("|")
+    count = 2 if prefix in ("eq", "ne", "ap") else 1
+    conditions = [_numeric_condition(t.c.value, prefix, values[:count])]
+    conditions += [t.c[term] == value for term, value in zip(terms, values[count:], strict=True)]
+    return and_(*conditions)
+
+
+def _last_updated(point: Any, prefix: str, values: tuple[Any, ...]) -> Condition:
+    """A point p is the range [p, p + 1 ms): the range semantics simplify to these."""
+    low, high = values[:2]
+    if prefix == "eq":
+        return and_(point >= low, point < high)
+    if prefix == "ne":
+        return not_(and_(point >= low, point < high))
+    if prefix in ("gt", "sa"):
+        return point >= high
+    if prefix in ("lt", "eb"):
+        return point < low
+    if prefix == "ge":
+        return point >= low
+    if prefix == "le":
+        return point < high
+    return and_(point >= values[2], point < values[3])  # ap: the widened range
+
+
+_CONDITIONS: dict[tuple[str, str], Callable[..., Condition]] = {
+    ("string", "exact"): lambda t, v: t.c.value_exact == v,
+    ("string", "contains"): lambda t, v: t.c.value_normalized.like(v, escape="\\"),
+    ("string", "prefix"): lambda t, low, high: and_(
+        t.c.value_normalized >= low, t.c.value_normalized < high
+    ),
+    ("token", "text"): lambda t, low, high: and_(
+        t.c.text_normalized >= low, t.c.text_normalized < high
+    ),
+    ("token", "of-type"): lambda t, system, type_code, code: and_(
+        t.c.type_system == system, t.c.type_code == type_code, t.c.code == code
+    ),
+    ("token", "code"): lambda t, code: t.c.code == code,
+    ("token", "no-system"): lambda t, code: and_(t.c.system.is_(None), t.c.code == code),
+    ("token", "system"): lambda t, system: t.c.system == system,
+    ("token", "system-code"): lambda t, system, code: and_(t.c.system == system, t.c.code == code),
+    ("reference", "identifier-value"): lambda t, v: t.c.identifier_value == v,
+    ("reference", "identifier-system"): lambda t, system: t.c.identifier_system == system,
+    ("reference", "identifier-no-system"): lambda t, v: and_(
+        t.c.identifier_system.is_(None), t.c.identifier_value == v
+    ),
+    ("reference", "identifier"): lambda t, system, v: and_(
+        t.c.identifier_system == system, t.c.identifier_value == v
+    ),
+    ("reference", "url"): lambda t, url: t.c.url == url,
+    ("reference", "typed"): lambda t, type_, id_: and_(
+        t.c.target_type == type_, t.c.target_id == id_
+    ),
+    ("reference", "id"): lambda t, id_: t.c.target_id == id_,
+    ("uri", "below"): lambda t, low, high: and_(t.c.value >= low, t.c.value < high),
+    ("uri", "eq"): lambda t, v: t.c.value == v,
+}
+
+
+def _value_condition(kind: str, t: FromClause, shape: str, values: tuple[Any, ...]) -> Condition:
+    """The condition on index rows `t` of a parameter of type `kind` for one parsed value."""
+    if kind == "date":
+        approx = (values[2], values[3]) if shape == "ap" else None
+        return range_condition(shape, t.c.low, t.c.high, values[0], values[1], approx)
+    if kind == "number":
+        return _numeric_condition(t.c.value, shape, values)
+    if kind == "quantity":
+        return _quantity_condition(t, shape, values)
+    if kind == "uri" and shape == "above":
+        return t.c.value.in_(values)
+    return _CONDITIONS[kind, shape](t, *values)
+
+
+def _bound(parsed: list[Parsed], name: str | None) -> list[Parsed]:
+    """`parsed` with its values as the bind parameters `name_0`, `name_1`, ... in order (or
+    as they are, without a name). Untyped, each takes the type of the column it meets."""
+    if name is None:
+        return parsed
+    bound, k = [], 0
+    for shape, values in parsed:
+        bound.append(
+            (
+                shape,
+                tuple(
+                    bindparam(f"{name}_{k + i}", v, type_=NullType()) for i, v in enumerate(values)
+                ),
+            )
+        )
+        k += len(values)
+    return bound
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A criterion whose SQL depends on its `key` only, not on its values: the values are bound
+    by name when the statement runs, so that a statement built for one search serves every
+    search of the same shape."""
+
+    criterion: Criterion
+    parsed: list[Parsed]
+    key: Hashable
+
+    def binds(self, name: str) -> dict[str, Any]:
+        values = [v for _, vs in self.parsed for v in vs]
+        return {f"{name}_{k}": v for k, v in enumerate(values)}
+
+
 @dataclass(frozen=True)
 class Clause:
     """One criterion in SQL: either the index rows a matching resource has (`rows`, selecting
@@ -231,11 +380,46 @@ class SqlBuilder:
 
     # -- criteria ----------------------------------------------------------------------------
 
+    def prepare(self, criterion: Criterion, types: list[str]) -> Prepared | None:
+        """The criterion parsed (a malformed value raises `ParamError`), when its SQL depends on
+        the shape of its values only; None for chains, `_has`, composites and `:missing`."""
+        param = criterion.param
+        if (
+            criterion.has is not None
+            or criterion.chain is not None
+            or criterion.modifier == "missing"
+            or param.type == "composite"
+            or (param.type == "reference" and len(_split(types)) > 1)
+        ):
+            return None
+        parsed = self._parse(criterion)
+        shapes = tuple((shape, len(values)) for shape, values in parsed)
+        key = (param.code, param.type, criterion.modifier, shapes, _rank(criterion))
+        return Prepared(criterion, parsed, key)
+
+    def _parse(self, criterion: Criterion) -> list[Parsed]:
+        param = criterion.param
+        if param.code == "_id":
+            return [("id", (v,)) for v in criterion.values]
+        kind = "date" if param.code == "_lastUpdated" else param.type
+        modifier = None if criterion.modifier == "not" else criterion.modifier
+        parse = getattr(self, f"_{kind}")
+        return [parse(v, modifier) for v in criterion.values]
+
     def condition(self, criterion: Criterion, types: list[str], r: FromClause) -> Condition:
         """The condition on resource rows `r` (of `types`) for one criterion."""
         return self.clause(criterion, types, r).on(r, drive=True)
 
-    def clause(self, criterion: Criterion, types: list[str], r: FromClause) -> Clause:
+    def clause(
+        self,
+        criterion: Criterion,
+        types: list[str],
+        r: FromClause,
+        prepared: Prepared | None = None,
+        name: str | None = None,
+    ) -> Clause:
+        """The SQL of a criterion; of a `prepared` one, with its values bound as `name_0`,
+        `name_1`, ... (`Prepared.binds`) when `name` is given."""
         if criterion.has is not None:
             return Clause(condition=self._has(criterion.has, types, r))
         param = criterion.param
@@ -247,10 +431,6 @@ class SqlBuilder:
             return self._chain(criterion, types)
         if criterion.modifier == "missing":
             return Clause(condition=self._missing(param, types, r, criterion.values[0] == "true"))
-        if param.code == "_id":
-            return Clause(condition=r.c.id.in_(criterion.values), rank=0)
-        if param.code == "_lastUpdated":
-            return Clause(condition=or_(*[self._last_updated(v, r) for v in criterion.values]))
         if param.type == "composite":
             if len(criterion.values) == 1:
                 return self._composite(param, types, criterion.values[0])
@@ -259,12 +439,16 @@ class SqlBuilder:
                     *[self._composite(param, types, v).on(r, drive=True) for v in criterion.values]
                 )
             )
-        build = getattr(self, f"_{param.type}")
+        parsed = _bound(prepared.parsed if prepared else self._parse(criterion), name)
+        if param.code == "_id":
+            return Clause(condition=r.c.id.in_([values[0] for _, values in parsed]), rank=0)
+        if param.code == "_lastUpdated":
+            point = r.c.last_updated
+            return Clause(condition=or_(*[_last_updated(point, *p) for p in parsed]))
         table = index_table(param.type, types)
+        match = or_(*[_value_condition(param.type, table, *p) for p in parsed])
         if criterion.modifier == "not":  # resources with no matching token at all
-            match = or_(*[build(table, v, None) for v in criterion.values])
             return Clause(condition=r.c.pk.not_in(self._rows(table, types, param.code, match)))
-        match = or_(*[build(table, v, criterion.modifier) for v in criterion.values])
         return Clause(
             self._rows(table, types, param.code, match),
             table,
@@ -337,8 +521,9 @@ class SqlBuilder:
         conditions = []
         for (code, component_type, _), part in zip(components, parts, strict=True):
             table = index_table(component_type, types).alias()
-            build = getattr(self, f"_{component_type}")
-            conditions += [table.c.param == code, build(table, part, None)]
+            parse = getattr(self, f"_{component_type}")
+            condition = _value_condition(component_type, table, *parse(part, None))
+            conditions += [table.c.param == code, condition]
             if first is None:
                 first = table
                 conditions.append(
@@ -364,49 +549,45 @@ class SqlBuilder:
 
     # -- value conditions per parameter type -------------------------------------------------
 
-    def _string(self, t: FromClause, value: str, modifier: str | None) -> Condition:
+    def _string(self, value: str, modifier: str | None) -> Parsed:
         if modifier == "exact":
-            return t.c.value_exact == unescape(value)[:255]
+            return "exact", (unescape(value)[:255],)
         text = normalize_string(unescape(value))
         if modifier == "contains":
-            return t.c.value_normalized.like(f"%{_escape_like(text)}%", escape="\\")
-        return and_(t.c.value_normalized >= text, t.c.value_normalized < _next_prefix(text))
+            return "contains", (f"%{_escape_like(text)}%",)
+        return "prefix", (text, _next_prefix(text))
 
-    def _token(self, t: FromClause, value: str, modifier: str | None) -> Condition:
-        value_text = value
+    def _token(self, value: str, modifier: str | None) -> Parsed:
         if modifier == "text":
-            text = normalize_string(unescape(value_text))
-            return and_(t.c.text_normalized >= text, t.c.text_normalized < _next_prefix(text))
-        parts = split_unescaped(value_text, "|")
+            text = normalize_string(unescape(value))
+            return "text", (text, _next_prefix(text))
+        parts = split_unescaped(value, "|")
         if modifier == "of-type":
             if len(parts) != 3:
                 raise ParamError(":of-type takes system|code|value")
-            type_system, type_code, code = (unescape(p) for p in parts)
-            return and_(
-                t.c.type_system == type_system, t.c.type_code == type_code, t.c.code == code
-            )
+            return "of-type", tuple(unescape(p) for p in parts)
         if len(parts) == 1:
-            return t.c.code == unescape(parts[0])
+            return "code", (unescape(parts[0]),)
         if len(parts) != 2:
             raise ParamError(f"Malformed token {value!r}")
         system, code = unescape(parts[0]), unescape(parts[1])
         if not system:
-            return and_(t.c.system.is_(None), t.c.code == code)
+            return "no-system", (code,)
         if not code:
-            return t.c.system == system
-        return and_(t.c.system == system, t.c.code == code)
+            return "system", (system,)
+        return "system-code", (system, code)
 
-    def _reference(self, t: FromClause, value: str, modifier: str | None) -> Condition:
+    def _reference(self, value: str, modifier: str | None) -> Parsed:
         value = unescape(value)
         if modifier == "identifier":
             system, bar, code = value.rpartition("|")
             if not bar:
-                return t.c.identifier_value == value
+                return "identifier-value", (value,)
             if not code:
-                return t.c.identifier_system == system
+                return "identifier-system", (system,)
             if not system:
-                return and_(t.c.identifier_system.is_(None), t.c.identifier_value == code)
-            return and_(t.c.identifier_system == system, t.c.identifier_value == code)
+                return "identifier-no-system", (code,)
+            return "identifier", (system, code)
         if value.startswith(self.base_url + "/"):
             value = value[len(self.base_url) + 1 :]
         if "://" in value or value.startswith("urn:"):
@@ -414,101 +595,48 @@ class SqlBuilder:
             parts = url.split("/")
             if len(parts) >= 4 and parts[-2] == "_history":
                 url = "/".join(parts[:-2])
-            return t.c.url == url
+            return "url", (url,)
         segments = value.split("/")
         if len(segments) >= 4 and segments[-2] == "_history":
             segments = segments[:-2]
         if len(segments) == 2:
-            return and_(t.c.target_type == segments[0], t.c.target_id == segments[1])
+            return "typed", (segments[0], segments[1])
         if len(segments) == 1 and value:
             if modifier:  # :[type]
-                return and_(t.c.target_type == modifier, t.c.target_id == value)
-            return t.c.target_id == value
+                return "typed", (modifier, value)
+            return "id", (value,)
         raise ParamError(f"Malformed reference {value!r}")
 
-    def _date(self, t: FromClause, value: str, _modifier: str | None) -> Condition:
+    def _date(self, value: str, _modifier: str | None) -> Parsed:
         prefix, text = split_prefix(value)
-        low, high = self._date_range(text)
-        return range_condition(prefix, t.c.low, t.c.high, low, high, self._approx(low, high))
-
-    def _last_updated(self, value: str, r: FromClause) -> Condition:
-        prefix, text = split_prefix(value)
-        low, high = self._date_range(text)
-        point = r.c.last_updated
-        # A point p is the range [p, p + 1 ms): the range semantics simplify to these.
-        simple: dict[str, Callable[[], Condition]] = {
-            "eq": lambda: and_(point >= low, point < high),
-            "ne": lambda: not_(and_(point >= low, point < high)),
-            "gt": lambda: point >= high,
-            "sa": lambda: point >= high,
-            "lt": lambda: point < low,
-            "eb": lambda: point < low,
-            "ge": lambda: point >= low,
-            "le": lambda: point < high,
-        }
-        if prefix in simple:
-            return simple[prefix]()
-        approx_low, approx_high = self._approx(low, high)
-        return and_(point >= approx_low, point < approx_high)
-
-    def _date_range(self, text: str) -> tuple[datetime, datetime]:
         try:
-            return date_range(text, self.local_zone)
+            low, high = date_range(text, self.local_zone)
         except ValueError:
             raise ParamError(f"Malformed date {text!r}") from None
-
-    @staticmethod
-    def _approx(low: datetime, high: datetime) -> tuple[datetime, datetime]:
-        """`ap` on dates: 10 % of the distance to now on each side (at least a day)."""
+        if prefix != "ap":
+            return prefix, (low, high)
+        # `ap` on dates: 10 % of the distance to now on each side (at least a day).
         gap = max(abs(datetime.now(UTC) - low) / 10, timedelta(days=1))
         wide_low = low - gap if low - MIN_DATE > gap else MIN_DATE
         wide_high = high + gap if MAX_DATE - high > gap else MAX_DATE
-        return wide_low, wide_high
+        return prefix, (low, high, wide_low, wide_high)
 
-    def _number(self, t: FromClause, value: str, _modifier: str | None) -> Condition:
-        prefix, text = split_prefix(value)
-        return self._numeric(t.c.value, prefix, text)
+    def _number(self, value: str, _modifier: str | None) -> Parsed:
+        return _numeric(*split_prefix(value))
 
-    @staticmethod
-    def _numeric(column: Any, prefix: str, text: str) -> Condition:
-        try:
-            exact = Decimal(text)
-            low, high = number_range(text)
-        except (InvalidOperation, ValueError):
-            raise ParamError(f"Malformed number {text!r}") from None
-        if prefix == "eq":
-            return and_(column >= low, column < high)
-        if prefix == "ne":
-            return or_(column < low, column >= high)
-        if prefix in ("gt", "sa"):
-            return column > exact
-        if prefix in ("lt", "eb"):
-            return column < exact
-        if prefix == "ge":
-            return column >= exact
-        if prefix == "le":
-            return column <= exact
-        margin = abs(exact) / 10
-        return and_(column >= exact - margin, column <= exact + margin)
-
-    def _quantity(self, t: FromClause, value: str, _modifier: str | None) -> Condition:
+    def _quantity(self, value: str, _modifier: str | None) -> Parsed:
         parts = split_unescaped(value, "|")
         if len(parts) not in (1, 3):
             raise ParamError(f"Malformed quantity {value!r}")
-        prefix, text = split_prefix(parts[0])
-        conditions = [self._numeric(t.c.value, prefix, text)]
-        if len(parts) == 3:
-            system, code = unescape(parts[1]), unescape(parts[2])
-            if system:
-                conditions.append(t.c.system == system)
-            if code:
-                conditions.append(t.c.code == code)
-        return and_(*conditions)
+        prefix, numbers = _numeric(*split_prefix(parts[0]))
+        system, code = (unescape(parts[1]), unescape(parts[2])) if len(parts) == 3 else ("", "")
+        shape = f"{prefix}{'|system' if system else ''}{'|code' if code else ''}"
+        return shape, numbers + tuple(v for v in (system, code) if v)
 
-    def _uri(self, t: FromClause, value: str, modifier: str | None) -> Condition:
+    def _uri(self, value: str, modifier: str | None) -> Parsed:
         value = unescape(value)
         if modifier == "below":
-            return and_(t.c.value >= value, t.c.value < _next_prefix(value))
+            return "below", (value, _next_prefix(value))
         if modifier == "above":  # stored values that are a path prefix of the search value
             prefixes, cut = [value], value
             while "/" in cut.rstrip("/"):
@@ -516,8 +644,8 @@ class SqlBuilder:
                 if cut.endswith(":/") or cut.endswith(":"):
                     break
                 prefixes.append(cut)
-            return t.c.value.in_(prefixes)
-        return t.c.value == value
+            return "above", tuple(prefixes)
+        return "eq", (value,)
 
     # -- sorting -----------------------------------------------------------------------------
 

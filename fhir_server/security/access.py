@@ -28,7 +28,7 @@ the writes themselves are judged by the relation as it stood before the first of
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from datetime import UTC, datetime
 from enum import Enum
 from functools import cache
@@ -120,8 +120,11 @@ class Access:
 
     # -- visibility ------------------------------------------------------------------------
 
-    def condition(self, uow: UnitOfWork, r: FromClause, types: Sequence[str]) -> Condition | None:
-        """Rows of `r` (of `types`) the principal may read; None: all of them."""
+    def condition(
+        self, uow: UnitOfWork, r: FromClause, types: Sequence[str], bind: bool = False
+    ) -> Condition | None:
+        """Rows of `r` (of `types`) the principal may read; None: all of them. With `bind`,
+        the relation's lists are the bind parameters `bound` names."""
         modes = {t: self.mode(t, "r") for t in types}
         if all(m is Mode.ALL for m in modes.values()):
             return None
@@ -133,16 +136,37 @@ class Access:
             if m is None or m is Mode.ALL:
                 continue
             allowed, denied = self.patients(uow, m, t)
-            belongs = (
-                _BUILT.belongs(t, allowed, denied)
-                if r is RESOURCE
-                else _belongs(r, t, allowed, denied)
-            )
+            if bind:
+                belongs = _belongs(
+                    r,
+                    t,
+                    bindparam(f"allowed_{t}", allowed, expanding=True),
+                    bindparam(f"denied_{t}", denied, expanding=True) if denied else [],
+                )
+            elif r is RESOURCE:
+                belongs = _BUILT.belongs(t, allowed, denied)
+            else:
+                belongs = _belongs(r, t, allowed, denied)
             # Of one type, the rows are already of that type (every query restricts it): a
             # test on the type would lead SQLite to walk the type's rows instead of the
             # criterion's.
             parts.append(belongs if len(modes) == 1 else and_(r.c.type == t, belongs))
         return or_(*parts) if parts else false()
+
+    def bound(self, uow: UnitOfWork, types: Sequence[str]) -> tuple[Hashable, dict[str, Any]]:
+        """The shape of `condition(..., bind=True)` on `types` (what its SQL depends on), and
+        the values of its bind parameters."""
+        shape: list[tuple[str, Mode | None, bool]] = []
+        values: dict[str, Any] = {}
+        for t in types:
+            mode = self.mode(t, "r")
+            if mode is None or mode is Mode.ALL:
+                shape.append((t, mode, False))
+                continue
+            allowed, denied = self.patients(uow, mode, t)
+            shape.append((t, mode, bool(denied)))
+            values[f"allowed_{t}"], values[f"denied_{t}"] = allowed, denied
+        return tuple(shape), values
 
     def patients(
         self, uow: UnitOfWork, mode: Mode, type_: str, before: bool = False

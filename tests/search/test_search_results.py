@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer, make_server
-from tests.search.data import JSON, cpts, ids, link, load, loaded, search
+from tests.search.data import INS, JSON, cpts, found, ids, link, load, loaded, search
 
 
 @pytest.fixture
@@ -215,3 +215,39 @@ def test_count_is_capped_at_the_maximum(small: httpx.Client) -> None:
     bundle = search(small, "/Patient", {"_count": "100", "_sort": "_id"})
     assert ids(bundle) == ["1", "2", "3"]  # FHIR_MAX_PAGE_SIZE=3
     assert ids(search(small, link(bundle, "next"))) == ["4", "5", "6"]
+
+
+# Searches of one shape with other values: the server builds a search's SQL once per shape
+# (parameters, modifiers, kinds of values, sort, page size) and binds the values each time.
+SAME_SHAPES = [
+    [
+        ({"identifier": f"{INS}|279035121518989"}, {"1"}),
+        ({"identifier": f"{INS}|248017512345678"}, {"2"}),
+    ],
+    [({"gender": "female"}, {"1", "2", "5"}), ({"gender": "male"}, {"3", "4"})],
+    [
+        ({"gender": "male,female"}, {"1", "2", "3", "4", "5"}),
+        ({"gender": "male,other"}, {"3", "4"}),
+    ],
+    [({"_id": "1"}, {"1"}), ({"_id": "3"}, {"3"})],
+    [({"family": "dup"}, {"1"}), ({"family": "mar"}, {"4"})],
+    [({"family:exact": "Durand"}, {"2"}), ({"family:exact": "Curie"}, {"5"})],
+    [
+        ({"birthdate": "ge1960"}, {"3", "6"}),
+        ({"birthdate": "ge1950-06"}, {"2", "3", "6"}),
+        ({"birthdate": "ge1990"}, {"6"}),
+    ],
+    [({"birthdate": "1948-03-12"}, {"1", "5"}), ({"birthdate": "1995"}, {"6"})],
+    [
+        ({"gender": "female", "birthdate": "lt1949"}, {"1", "5"}),
+        ({"gender": "male", "birthdate": "lt1961"}, {"3"}),
+    ],
+]
+
+
+@pytest.mark.parametrize("searches", SAME_SHAPES)
+def test_searches_of_one_shape_find_each_their_own(
+    fhir_cpts: httpx.Client, searches: list[tuple[dict, set[str]]]
+) -> None:
+    for params, expected in [*searches, *reversed(searches), *searches]:
+        assert found(fhir_cpts, "/Patient", params) == expected, params

@@ -237,3 +237,26 @@ def test_a_professional_cannot_relate_themselves_to_a_patient_by_writing(
     assert not readable(idel, "Patient/C", "Observation/obs-C")
     assert ids(hospital.get("/Task", params={"patient": "Patient/C"})) == {"Task/task-C"}
     assert ids(hospital.get("/Consent")) == set()
+
+
+def test_one_search_by_callers_related_to_different_patients_finds_each_their_own(
+    as_role: AsRole,
+) -> None:
+    """The server builds a search's SQL once per shape, the caller's relation included, and
+    binds the values of each request: the patients of one caller never serve another."""
+    idel, pharmacist, outsider = (
+        as_role("idel"),
+        as_role("pharmacist"),
+        as_role("idel", cpts.OUTSIDER),
+    )
+    query = {"status": "final", "code": "http://loinc.org|29463-7"}
+    expected = [
+        (idel, {"Observation/obs-A"}),
+        (pharmacist, {"Observation/obs-B"}),
+        (outsider, set()),
+    ]
+    for caller, observations in [*expected, *reversed(expected), *expected]:
+        assert ids(caller.get("/Observation", params=query)) == observations
+        assert ids(
+            caller.get("/Observation", params={"identifier": f"{cpts.OBSERVATION_SYSTEM}|obs-A"})
+        ) == (observations & {"Observation/obs-A"})
