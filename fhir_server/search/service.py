@@ -239,7 +239,7 @@ class Search:
 
         backwards = bool(token and token.get("back"))
         if statement is None:
-            statement = self._statement(request, builder, where(), count, token)
+            statement = self._statement(request, builder, where(), count, token, backwards)
             if key is not None:
                 self._statements.put(key, statement)
         rows = uow.conn.execute(statement, binds).all()  # one fetchall
@@ -282,16 +282,16 @@ class Search:
         where: list[Any],
         count: int,
         token: dict | None,
+        backwards: bool,
     ) -> Select:
         """The page's select: current versions matching `where`, with their sort keys, in
-        order, after the position of the paging `token`."""
+        order, after (or, `backwards`, before) the position of the paging `token`."""
         r, keys = RESOURCE, request.sort
         sort_exprs = [
             builder.sort_expression(k.code, k.param, k.descending, request.types, r) for k in keys
         ]
         directions = [k.descending for k in keys] + [False]
         labels = [e.label(f"k{i}") for i, e in enumerate(sort_exprs)]  # computed once per row
-        backwards = bool(token and token.get("back"))
         stmt = _CURRENT_VERSIONS.add_columns(*labels).where(*where)
         if token:
             exprs = [*sort_exprs, r.c.pk]

@@ -6,11 +6,12 @@ prefixes are ranges, never LIKE on a leading wildcard except for :contains)."""
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
+from itertools import count
 from typing import Any
 
 from sqlalchemy import (
@@ -204,9 +205,9 @@ def _numeric_condition(column: Any, prefix: str, values: tuple[Any, ...]) -> Con
 
 def _quantity_condition(t: FromClause, shape: str, values: tuple[Any, ...]) -> Condition:
     prefix, *terms = shape.split("|")
-    count = 2 if prefix in ("eq", "ne", "ap") else 1
-    conditions = [_numeric_condition(t.c.value, prefix, values[:count])]
-    conditions += [t.c[term] == value for term, value in zip(terms, values[count:], strict=True)]
+    numbers = 2 if prefix in ("eq", "ne", "ap") else 1
+    conditions = [_numeric_condition(t.c.value, prefix, values[:numbers])]
+    conditions += [t.c[term] == value for term, value in zip(terms, values[numbers:], strict=True)]
     return and_(*conditions)
 
 
@@ -276,23 +277,21 @@ def _value_condition(kind: str, t: FromClause, shape: str, values: tuple[Any, ..
     return _CONDITIONS[kind, shape](t, *values)
 
 
-def _bound(parsed: list[Parsed], name: str | None) -> list[Parsed]:
-    """`parsed` with its values as the bind parameters `name_0`, `name_1`, ... in order (or
-    as they are, without a name). Untyped, each takes the type of the column it meets."""
+def _names(name: str) -> Iterator[str]:
+    """The names of a prepared criterion's values, in order: `name_0`, `name_1`, ..."""
+    return (f"{name}_{k}" for k in count())
+
+
+def _as_binds(parsed: list[Parsed], name: str | None) -> list[Parsed]:
+    """`parsed` with its values as bind parameters named by `_names` (or as they are, without
+    a name). Untyped, each takes the type of the column it meets."""
     if name is None:
         return parsed
-    bound, k = [], 0
-    for shape, values in parsed:
-        bound.append(
-            (
-                shape,
-                tuple(
-                    bindparam(f"{name}_{k + i}", v, type_=NullType()) for i, v in enumerate(values)
-                ),
-            )
-        )
-        k += len(values)
-    return bound
+    names = _names(name)
+    return [
+        (shape, tuple(bindparam(next(names), v, type_=NullType()) for v in values))
+        for shape, values in parsed
+    ]
 
 
 @dataclass(frozen=True)
@@ -306,8 +305,8 @@ class Prepared:
     key: Hashable
 
     def binds(self, name: str) -> dict[str, Any]:
-        values = [v for _, vs in self.parsed for v in vs]
-        return {f"{name}_{k}": v for k, v in enumerate(values)}
+        names = _names(name)
+        return {next(names): v for _, values in self.parsed for v in values}
 
 
 @dataclass(frozen=True)
@@ -439,7 +438,7 @@ class SqlBuilder:
                     *[self._composite(param, types, v).on(r, drive=True) for v in criterion.values]
                 )
             )
-        parsed = _bound(prepared.parsed if prepared else self._parse(criterion), name)
+        parsed = _as_binds(prepared.parsed if prepared else self._parse(criterion), name)
         if param.code == "_id":
             return Clause(condition=r.c.id.in_([values[0] for _, values in parsed]), rank=0)
         if param.code == "_lastUpdated":
