@@ -48,6 +48,12 @@ class Settings(BaseSettings):
         description="Dispatch outbox events in the API process (embedded default); set false "
         "when `worker` processes do it.",
     )
+    index_backlog_seconds: float = Field(
+        default=5.0,
+        description="Seconds between two indexings of the resources the server stores for "
+        "itself, its AuditEvents, in the background work (docs/engine-and-storage.md); a "
+        "search that could read them indexes them first. 0: only then.",
+    )
     migrate_on_start: bool = Field(default=True, description="Apply migrations at start-up.")
     security_enabled: bool = Field(
         default=True,

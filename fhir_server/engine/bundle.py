@@ -73,6 +73,7 @@ def process_bundle(engine: Engine, interaction: Interaction, context: Context) -
     engine.hooks.run(HookPoint.BEFORE_INTERACTION, context, interaction)
     entries = [_parse_entry(i, e, interaction) for i, e in enumerate(raw_entries)]
     if kind is Kind.TRANSACTION:
+        engine.hooks.run(HookPoint.BEFORE_TRANSACTION, context, [e.interaction for e in entries])
         return engine.in_transaction(
             True, context, lambda uow: _transaction(engine, uow, entries, context)
         )
@@ -105,6 +106,7 @@ def _batch(engine: Engine, entries: list[Entry], ctx: Context) -> Outcome:
     for entry in entries:
         ix = entry.interaction
         try:
+            engine.hooks.run(HookPoint.BEFORE_TRANSACTION, ctx, [ix])
             outcome = engine.in_transaction(
                 engine.writes(ix), ctx, lambda uow, ix=ix: engine.run(uow, ix, ctx)
             )

@@ -64,6 +64,8 @@ class SearchService(Protocol):
         self, uow: UnitOfWork, resource_pk: int, type_: str, resource: dict
     ) -> dict[type, list[dict]]: ...
 
+    def rows(self, type_: str, resource: dict) -> dict[type, list[dict]]: ...
+
     def match(
         self,
         uow: UnitOfWork,
@@ -108,6 +110,7 @@ class Engine:
         """Run one interaction in its own database transaction, retrying write conflicts."""
         if interaction.kind in (Kind.BATCH, Kind.TRANSACTION):
             return process_bundle(self, interaction, context)
+        self.hooks.run(HookPoint.BEFORE_TRANSACTION, context, [interaction])
         return self.in_transaction(
             self.writes(interaction), context, lambda uow: self.run(uow, interaction, context)
         )
@@ -391,13 +394,15 @@ class Engine:
 
     def append(self, uow: UnitOfWork, type_: str, resource: dict[str, Any]) -> str:
         """Store a resource the server writes about itself (an AuditEvent): a new id, version
-        1, indexed, with no hook and no outbox event: nothing reacts to it and no rule of the
-        pipeline applies to the server's own records."""
+        1, with no hook and no outbox event: nothing reacts to it and no rule of the pipeline
+        applies to the server's own records. Its index rows are written behind, in batches
+        (`fhir_server.search.backlog`): every access writes one, and its rows (one per patient
+        it names) cost more than the access they record."""
         id_, when = str(uuid.uuid4()), now()
         stamped = stamp(resource, id_, 1, when)
         pk = uow.repository.insert_resource(type_, id_, 1, when, content_hash(stamped))
         uow.repository.insert_version(pk, type_, id_, 1, when, "POST", dumps(stamped))
-        self.search.index(uow, pk, type_, stamped)
+        uow.repository.insert_backlog(pk)
         return id_
 
     def _record(self, uow: UnitOfWork, change: Change) -> None:

@@ -3,6 +3,9 @@
 Cross-cutting concerns (authorisation, audit, profile validation, pathway rules) register a
 callable on a point instead of changing the engine:
 
+- `BEFORE_TRANSACTION(context, interactions)`: before the database transaction of an
+  interaction opens (of a transaction Bundle: with all its entries; of a batch: each entry's):
+  work whose result its reads must find committed.
 - `BEFORE_INTERACTION(context, interaction)`: before anything is read or written; raise a
   `FhirError` to refuse. Runs for each entry of a batch or transaction too.
 - `BEFORE_STORAGE(context, change, unit_of_work)`: inside the database transaction, with the
@@ -26,6 +29,7 @@ from typing import Any
 
 
 class HookPoint(StrEnum):
+    BEFORE_TRANSACTION = "before_transaction"
     BEFORE_INTERACTION = "before_interaction"
     BEFORE_STORAGE = "before_storage"
     AFTER_INTERACTION = "after_interaction"

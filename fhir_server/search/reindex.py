@@ -1,14 +1,16 @@
 """Rebuild the search index from the stored resources: after a search parameter was added or
 changed, or to repair. Works in batches, each its own transaction, so it can run beside live
-traffic (a resource written meanwhile is indexed by its own write)."""
+traffic (a resource written meanwhile is indexed by its own write). A resource of the index
+backlog is indexed here and leaves the backlog."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import false, func, select
+from sqlalchemy import delete, false, func, select
 
 from fhir_server.formats.json_format import loads
+from fhir_server.search.backlog import backlog
 from fhir_server.server import Server
 from fhir_server.storage.schema import ResourceRow
 
@@ -44,6 +46,7 @@ def reindex(
             pks = list(uow.conn.execute(stmt).scalars())
             if not pks:
                 return done
+            uow.conn.execute(delete(backlog).where(backlog.c.resource_pk.in_(pks)))
             for pk, stored in uow.repository.read_many(pks).items():
                 uow.repository.clear_index(pk, stored.type)
                 server.search.index(uow, pk, stored.type, loads(stored.body))

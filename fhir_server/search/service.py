@@ -76,12 +76,16 @@ class Search:
     ) -> dict[type, list[dict]]:
         """Buffer the index rows of a version, in place of the previous version's when
         `replace`; returns them (table class → rows)."""
-        rows = index_rows(self.registry, type_, resource, self.local_zone)
+        rows = self.rows(type_, resource)
         if replace:
             uow.repository.replace_index_rows(resource_pk, type_, rows)
         else:
             uow.repository.add_index_rows(resource_pk, rows)
         return rows
+
+    def rows(self, type_: str, resource: dict) -> dict[type, list[dict]]:
+        """The index rows of a version (table class → rows), written nowhere."""
+        return index_rows(self.registry, type_, resource, self.local_zone)
 
     # -- read side ---------------------------------------------------------------------------
 

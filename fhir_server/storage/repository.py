@@ -32,6 +32,7 @@ from sqlalchemy.exc import DBAPIError
 from fhir_server.storage.keys import ResourceKeys
 from fhir_server.storage.schema import (
     INDEX_TABLES,
+    BacklogRow,
     OutboxRow,
     ResourceRow,
     VersionRow,
@@ -41,6 +42,7 @@ from fhir_server.storage.schema import (
 resource_table = ResourceRow.__table__
 version_table = VersionRow.__table__
 outbox_table = OutboxRow.__table__
+backlog_table = BacklogRow.__table__
 _r, _v = resource_table, version_table
 _VERSION_COLUMNS = (
     _v.c.pk,
@@ -89,7 +91,10 @@ _ADVANCE = (
         content_hash=bindparam("content_hash"),
     )
 )
-_INSERTS = {t.name: insert(t) for t in (_r, _v, outbox_table, *(i.__table__ for i in INDEX_TABLES))}
+_INSERTS = {
+    t.name: insert(t)
+    for t in (_r, _v, outbox_table, backlog_table, *(i.__table__ for i in INDEX_TABLES))
+}
 _CLEAR_INDEX = {
     t: delete(t.__table__).where(t.__table__.c.resource_pk == bindparam("pk")) for t in INDEX_TABLES
 }
@@ -152,6 +157,7 @@ class Repository:
         self.pending_resources: list[dict] = []
         self.pending_versions: list[dict] = []
         self.pending_outbox: list[dict] = []
+        self.pending_backlog: list[dict] = []
         self.pending_index: dict[type, list[dict]] = {}
 
     # -- reading ---------------------------------------------------------------------------------
@@ -349,6 +355,9 @@ class Repository:
         if self.pending_outbox:
             batches.append((outbox_table, self.pending_outbox))
             self.pending_outbox = []
+        if self.pending_backlog:
+            batches.append((backlog_table, self.pending_backlog))
+            self.pending_backlog = []
         batches += [(table.__table__, rows) for table, rows in self.pending_index.items()]
         self.pending_index = {}
         # Every row of a table has the same keys, as `Connection.execute` requires.
@@ -371,6 +380,10 @@ class Repository:
 
     def insert_outbox(self, rows: list[dict]) -> None:
         self.pending_outbox.extend(rows)
+
+    def insert_backlog(self, resource_pk: int) -> None:
+        """A stored resource to index later (`fhir_server.search.backlog`)."""
+        self.pending_backlog.append({"resource_pk": resource_pk})
 
 
 def _pipelined(conn: Connection, commands: list[_Command], commit: bool = False) -> None:

@@ -228,6 +228,16 @@ def index_tables(type_: str) -> tuple[type, ...]:
     return tuple(t for t in INDEX_TABLES if t is not other)
 
 
+class BacklogRow(Base):
+    """A resource stored whose index rows are not written yet: the server's own records
+    (AuditEvents) are indexed behind their writes, in batches (`fhir_server.search.backlog`)."""
+
+    __tablename__ = "index_backlog"
+    resource_pk: Mapped[int] = mapped_column(
+        PrimaryKey, ForeignKey("resource.pk"), primary_key=True, autoincrement=False
+    )
+
+
 class StateRow(Base):
     """Small facts the server keeps about itself, e.g. the fingerprint of the conformance
     resources loaded from profiles/, so that start-up reloads them only when they changed."""

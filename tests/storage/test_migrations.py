@@ -38,7 +38,7 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def test_migrations_match_the_models(empty_url: str) -> None:
     database = Database(empty_url)
     upgrade(database)
-    assert current_revision(database) == "0006"
+    assert current_revision(database) == "0007"
     upgrade(database)  # idempotent
     with database.engine.connect() as conn:
         differences = compare_metadata(MigrationContext.configure(conn), Base.metadata)
@@ -58,7 +58,7 @@ def test_migrate_command(empty_url: str) -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert "database at revision 0006" in result.stdout
+    assert "database at revision 0007" in result.stdout
 
 
 def test_sqlite_checks_each_candidate_through_its_own_index_rows(tmp_path: Path) -> None:

@@ -1,0 +1,87 @@
+"""The index backlog: resources stored at once and indexed behind their write, in batches.
+
+The server's own records (AuditEvents: one per access, naming each patient it concerned) are
+stored in the transaction they record, with a row in `index_backlog` in place of their index
+rows (`Engine.append`). Written one event at a time, those rows cost more than most accesses
+they record: a worklist's event names thirty patients, each a leaf of its own in the audit
+trail's reference index, every one a page of the commit. Written a batch of events at a time,
+the events of many requests share those pages.
+
+`index_backlog` writes them: in the background every `Settings.index_backlog_seconds`, and
+before the transaction of any interaction that could read them (`reads_behind`), so that a
+search never misses an event committed before it began. Index rows are computed outside the
+write transaction (a stored AuditEvent never changes), and a batch claims its events by
+deleting their backlog rows: two indexers never write the same rows twice.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, select
+
+from fhir_server.engine.interaction import WRITES, Context, Interaction, Kind
+from fhir_server.formats.json_format import loads
+from fhir_server.storage.schema import AUDIT_TRAIL, BacklogRow
+
+if TYPE_CHECKING:
+    from fhir_server.engine.engine import Engine
+
+BEHIND = frozenset({AUDIT_TRAIL})  # the types `Engine.append` stores
+BATCH = 500  # events a transaction
+backlog = BacklogRow.__table__
+_PENDING = select(backlog.c.resource_pk).order_by(backlog.c.resource_pk).limit(BATCH)
+
+
+def index_backlog(engine: Engine) -> int:
+    """Write the index rows of every resource in the backlog; returns how many."""
+    done = 0
+    while True:
+        with engine.unit_of_work(write=False) as uow:
+            pks = list(uow.conn.execute(_PENDING).scalars())
+            stored = uow.repository.read_many(pks)
+        if not pks:
+            return done
+        rows = {
+            pk: engine.search.rows(version.type, loads(version.body))
+            for pk, version in stored.items()
+            if version.body is not None
+        }
+        with engine.unit_of_work(write=True) as uow:
+            claimed = uow.conn.execute(
+                delete(backlog)
+                .where(backlog.c.resource_pk.in_(pks))
+                .returning(backlog.c.resource_pk)
+            ).scalars()
+            for pk in claimed:
+                uow.repository.add_index_rows(pk, rows.get(pk, {}))
+                done += 1
+
+
+def catch_up(engine: Engine, _context: Context, interactions: list[Interaction]) -> None:
+    """BEFORE_TRANSACTION: the backlog indexed before a transaction that could read it."""
+    if any(reads_behind(ix) for ix in interactions):
+        index_backlog(engine)
+
+
+def reads_behind(ix: Interaction) -> bool:
+    """Whether `ix` may read index rows of the types indexed behind (`BEHIND`): it searches
+    one of them or every type, names one in a parameter (`_type`, `_has`, `_revinclude`, a
+    chain's type), chains (a chain without a type may reach any), or reverse-includes every
+    type (`_revinclude=*`). Conditional writes search too."""
+    if ix.kind in (Kind.SEARCH_TYPE, Kind.SEARCH_SYSTEM):
+        criteria = ix.params
+    elif ix.kind in WRITES:
+        criteria = ix.if_none_exist or (ix.params if ix.id is None else [])
+        if not criteria:
+            return False
+    else:
+        return False
+    if ix.type in BEHIND or (ix.kind is Kind.SEARCH_SYSTEM and "_type" not in dict(criteria)):
+        return True
+    return any(
+        "." in name
+        or any(t in name or t in value for t in BEHIND)
+        or (name.startswith("_revinclude") and value.startswith("*"))
+        for name, value in criteria
+    )
