@@ -80,7 +80,6 @@ _READ_MANY = (
     .select_from(_r.join(_v, and_(_v.c.resource_pk == _r.c.pk, _v.c.version == _r.c.version)))
     .where(_r.c.pk.in_(bindparam("pks", expanding=True)))
 )
-_INSERT_RESOURCE = insert(_r).values(deleted=False)
 _ADVANCE = (
     update(_r)
     .where(_r.c.pk == bindparam("_pk"), _r.c.version == bindparam("_version"))
@@ -246,12 +245,15 @@ class Repository:
             "version": version,
             "last_updated": when,
             "content_hash": content_hash,
+            "deleted": False,
         }
-        if self.keys is None:
-            return self.conn.execute(_INSERT_RESOURCE, row).inserted_primary_key[0]
-        pk = self.keys.take(self.conn)
-        self.pending_resources.append({"pk": pk, **row, "deleted": False})
-        return pk
+        if self.keys is not None:
+            pk = self.keys.take(self.conn)
+            self.pending_resources.append({"pk": pk, **row})
+            return pk
+        if not self.is_postgres:
+            return _sqlite_insert(self.conn, _r, row)
+        return self.conn.execute(_INSERTS[_r.name], row).inserted_primary_key[0]
 
     def advance(
         self,
@@ -422,6 +424,14 @@ def _sqlite_run(conn: Connection, commands: list[_Command]) -> None:
         for statement, _, rows in commands:
             sql, binds = _sqlite_statement(statement, tuple(rows[0]))
             cursor.executemany(sql, [_sqlite_values(binds, row) for row in rows])
+
+
+def _sqlite_insert(conn: Connection, table: Table, row: dict) -> int:
+    """Insert one row through sqlite3, as `_sqlite_run` does; returns its key."""
+    with _sqlite_cursor(conn) as cursor:
+        sql, binds = _sqlite_statement(_INSERTS[table.name], tuple(row))
+        cursor.execute(sql, _sqlite_values(binds, row))
+        return cursor.lastrowid
 
 
 def _sqlite_changed(
