@@ -83,7 +83,7 @@ class Server:
             self.add_periodic_job(
                 "index-backlog",
                 settings.index_backlog_seconds,
-                partial(backlog.index_backlog, self.engine),
+                partial(backlog.index_in_background, self.engine),
             )
         conformance.install(self)
         if load_conformance:

@@ -3,7 +3,9 @@
 FHIR requires the precision of decimals to be kept (`1.50` is not `1.5`). orjson is fast but
 reads every fraction as a float, so a body whose text holds a decimal that a float would alter
 (trailing zero, exponent, 16+ fraction digits) is read by the standard library with `Decimal`
-instead. Writing is always orjson, `Decimal` values going out verbatim as JSON fragments.
+instead. Only number tokens count, so that the fractional seconds of a timestamp
+(`"09:00:00.120+00:00"`, half of all `meta.lastUpdated`) do not send a body to the slower
+parser. Writing is always orjson, `Decimal` values going out verbatim as JSON fragments.
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ import orjson
 
 from fhir_server.errors import bad_request
 
-_FLOAT_UNSAFE = re.compile(rb"\d\.\d*0(?![\d.])|\d[eE][+-]?\d|\d{16,}")
+# A number token that a float would alter, where one starts: after a key's `":` (with
+# whitespace or not), a `[` or a `,`. The lookbehind keeps a timestamp's `:` out.
+_FLOAT_UNSAFE = re.compile(
+    rb'[:\[,](?<![^"\s]:)\s*-?(?:\d{16,}|\d+\.(?:\d*0(?![\d.])|\d{16,})|\d+(?:\.\d+)?[eE])'
+)
+_NUMBER_STARTS = frozenset(b"-0123456789"[i : i + 1] for i in range(11))  # a bare number
 
 
 def _reject_constant(name: str) -> Any:
@@ -28,7 +35,7 @@ def loads(data: bytes | str) -> Any:
     """Parse a request body; malformed JSON is a 400 with the parser's message."""
     raw = data.encode() if isinstance(data, str) else data
     try:
-        if _FLOAT_UNSAFE.search(raw):
+        if _FLOAT_UNSAFE.search(raw) or raw.lstrip()[:1] in _NUMBER_STARTS:
             return json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
         return orjson.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -11,11 +11,15 @@ the events of many requests share those pages.
 before the transaction of any interaction that could read them (`reads_behind`), so that a
 search never misses an event committed before it began. Index rows are computed outside the
 write transaction (a stored AuditEvent never changes), and a batch claims its events by
-deleting their backlog rows: two indexers never write the same rows twice.
+deleting their backlog rows: two indexers never write the same rows twice. In the background,
+batches are smaller and the indexer rests between two as long as the last one held the write
+transaction: on SQLite the requests' writes queue behind it (500 events held them up to half
+a second).
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select
@@ -29,16 +33,18 @@ if TYPE_CHECKING:
 
 BEHIND = frozenset({AUDIT_TRAIL})  # the types `Engine.append` stores
 BATCH = 500  # events a transaction
+BACKGROUND_BATCH = 100
 backlog = BacklogRow.__table__
-_PENDING = select(backlog.c.resource_pk).order_by(backlog.c.resource_pk).limit(BATCH)
+_PENDING = select(backlog.c.resource_pk).order_by(backlog.c.resource_pk)
 
 
-def index_backlog(engine: Engine) -> int:
-    """Write the index rows of every resource in the backlog; returns how many."""
+def index_backlog(engine: Engine, batch: int = BATCH, rest: bool = False) -> int:
+    """Write the index rows of every resource in the backlog, `batch` a transaction, resting
+    between two when `rest`; returns how many."""
     done = 0
     while True:
         with engine.unit_of_work(write=False) as uow:
-            pks = list(uow.conn.execute(_PENDING).scalars())
+            pks = list(uow.conn.execute(_PENDING.limit(batch)).scalars())
             stored = uow.repository.read_many(pks)
         if not pks:
             return done
@@ -47,6 +53,7 @@ def index_backlog(engine: Engine) -> int:
             for pk, version in stored.items()
             if version.body is not None
         }
+        started = time.monotonic()
         with engine.unit_of_work(write=True) as uow:
             claimed = uow.conn.execute(
                 delete(backlog)
@@ -56,6 +63,13 @@ def index_backlog(engine: Engine) -> int:
             for pk in claimed:
                 uow.repository.add_index_rows(pk, rows.get(pk, {}))
                 done += 1
+        if rest:
+            time.sleep(time.monotonic() - started)
+
+
+def index_in_background(engine: Engine) -> int:
+    """The periodic job: small batches, resting between two."""
+    return index_backlog(engine, BACKGROUND_BATCH, rest=True)
 
 
 def catch_up(engine: Engine, _context: Context, interactions: list[Interaction]) -> None:
