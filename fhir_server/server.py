@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from functools import partial
 
 from fhir_server import conformance
 from fhir_server.engine.engine import Engine
@@ -17,7 +16,7 @@ from fhir_server.operations import validate as validate_operation
 from fhir_server.operations.meta import META
 from fhir_server.outbox import OutboxConsumer, OutboxDispatcher, OutboxWorker
 from fhir_server.plugins import PLUGIN_GROUP, registrations
-from fhir_server.search import backlog
+from fhir_server.search.backlog import Backlog
 from fhir_server.search.service import Search
 from fhir_server.security import policy, relations
 from fhir_server.settings import Settings
@@ -69,7 +68,8 @@ class Server:
         self.search = Search(settings)
         self.engine = Engine(self.database, settings, self.search, self.hooks)
         self.engine.register_operation(META)
-        self.hooks.register(HookPoint.BEFORE_TRANSACTION, partial(backlog.catch_up, self.engine))
+        self.backlog = Backlog(self.engine, settings.index_backlog_seconds)
+        self.hooks.register(HookPoint.BEFORE_TRANSACTION, self.backlog.before_transaction)
         # Every process keeps the relation epoch, whether it checks access or not.
         self.hooks.register(HookPoint.BEFORE_COMMIT, lambda _context, uow: relations.bump(uow))
         if settings.security_enabled:  # first: nothing is validated for a caller refused
@@ -83,7 +83,7 @@ class Server:
             self.add_periodic_job(
                 "index-backlog",
                 settings.index_backlog_seconds,
-                partial(backlog.index_in_background, self.engine),
+                self.backlog.in_background,
             )
         conformance.install(self)
         if load_conformance:

@@ -7,14 +7,17 @@ they record: a worklist's event names thirty patients, each a leaf of its own in
 trail's reference index, every one a page of the commit. Written a batch of events at a time,
 the events of many requests share those pages.
 
-`index_backlog` writes them: in the background every `Settings.index_backlog_seconds`, and
-before the transaction of any interaction that could read them (`reads_behind`), so that a
-search never misses an event committed before it began. Index rows are computed outside the
-write transaction (a stored AuditEvent never changes), and a batch claims its events by
-deleting their backlog rows: two indexers never write the same rows twice. In the background,
-batches are smaller and the indexer rests between two as long as the last one held the write
-transaction: on SQLite the requests' writes queue behind it (500 events held them up to half
-a second).
+`index_backlog` writes them, one batch of events a transaction (their rows computed outside
+it: a stored AuditEvent never changes), each batch claiming its events by deleting their
+backlog rows, so that two indexers never write the same rows twice. It runs:
+
+- before the transaction of any interaction that could read them (`reads_behind`), so that a
+  search never misses an event committed before it began;
+- in the background, once the server has been idle for `Settings.index_backlog_seconds`, or
+  whenever more than `LIMIT` events wait: indexing does not compete with the requests for the
+  2 cores and the write lock at the busy hours, yet an auditor's search never waits for more
+  than `LIMIT` events. There, batches are smaller and the indexer rests between two as long as
+  the last one held the write transaction (on SQLite the requests' writes queue behind it).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from fhir_server.engine.interaction import WRITES, Context, Interaction, Kind
 from fhir_server.formats.json_format import loads
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
 BEHIND = frozenset({AUDIT_TRAIL})  # the types `Engine.append` stores
 BATCH = 500  # events a transaction
 BACKGROUND_BATCH = 100
+LIMIT = 10_000  # events waiting beyond which the background indexes, idle or not
 backlog = BacklogRow.__table__
 _PENDING = select(backlog.c.resource_pk).order_by(backlog.c.resource_pk)
 
@@ -67,15 +71,30 @@ def index_backlog(engine: Engine, batch: int = BATCH, rest: bool = False) -> int
             time.sleep(time.monotonic() - started)
 
 
-def index_in_background(engine: Engine) -> int:
-    """The periodic job: small batches, resting between two."""
-    return index_backlog(engine, BACKGROUND_BATCH, rest=True)
+class Backlog:
+    """When one server indexes its backlog: before the reads that need it, and in the
+    background when it is idle or the backlog long."""
 
+    def __init__(self, engine: Engine, idle_seconds: float) -> None:
+        self.engine = engine
+        self.idle_seconds = idle_seconds
+        self.busy_at = 0.0  # when the last interaction began (time.monotonic)
 
-def catch_up(engine: Engine, _context: Context, interactions: list[Interaction]) -> None:
-    """BEFORE_TRANSACTION: the backlog indexed before a transaction that could read it."""
-    if any(reads_behind(ix) for ix in interactions):
-        index_backlog(engine)
+    def before_transaction(self, _context: Context, interactions: list[Interaction]) -> None:
+        """BEFORE_TRANSACTION: the backlog indexed before a transaction that could read it."""
+        self.busy_at = time.monotonic()
+        if any(reads_behind(ix) for ix in interactions):
+            index_backlog(self.engine)
+
+    def in_background(self) -> int:
+        """The periodic job: small batches, resting between two, when idle or too long."""
+        if time.monotonic() - self.busy_at < self.idle_seconds and self.waiting() <= LIMIT:
+            return 0
+        return index_backlog(self.engine, BACKGROUND_BATCH, rest=True)
+
+    def waiting(self) -> int:
+        with self.engine.unit_of_work(write=False) as uow:
+            return uow.conn.execute(select(func.count()).select_from(backlog)).scalar_one()
 
 
 def reads_behind(ix: Interaction) -> bool:

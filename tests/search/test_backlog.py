@@ -13,9 +13,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from fhir_server.engine.interaction import Interaction, Kind
+from fhir_server.engine.interaction import Context, Interaction, Kind
 from fhir_server.formats.json_format import loads
-from fhir_server.search.backlog import backlog, index_backlog, reads_behind
+from fhir_server.search import backlog as backlog_module
+from fhir_server.search.backlog import Backlog, backlog, index_backlog, reads_behind
 from fhir_server.search.reindex import reindex
 from fhir_server.server import Server
 from fhir_server.storage.schema import INDEX_TABLES
@@ -191,6 +192,19 @@ def test_the_background_work_indexes_the_backlog(live: LiveServer) -> None:
         assert _rows(server) > 0
     finally:
         server.close()
+
+
+def test_a_busy_server_indexes_in_the_background_only_a_long_backlog(
+    clinic: httpx.Client, live: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waiting = Backlog(live.server.engine, idle_seconds=60)
+    _append(live.server, _event("Patient/p1"), _event("Patient/p2"))
+    waiting.before_transaction(Context(), [Interaction(Kind.READ, "Patient", "p1")])
+    assert waiting.in_background() == 0  # busy a moment ago, two events waiting
+    assert _pending(live.server) == 2
+    monkeypatch.setattr(backlog_module, "LIMIT", 1)
+    assert waiting.in_background() == 2
+    assert _pending(live.server) == 0
 
 
 @pytest.mark.parametrize(
