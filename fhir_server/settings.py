@@ -50,9 +50,10 @@ class Settings(BaseSettings):
     )
     index_backlog_seconds: float = Field(
         default=5.0,
-        description="Seconds between two indexings of the resources the server stores for "
-        "itself, its AuditEvents, in the background work (docs/engine-and-storage.md); a "
-        "search that could read them indexes them first. 0: only then.",
+        description="Idle seconds after which the background work indexes the resources the "
+        "server stored for itself, its AuditEvents (also when more than 10,000 wait; "
+        "docs/engine-and-storage.md); a search that could read them indexes them first. "
+        "0: only then.",
     )
     migrate_on_start: bool = Field(default=True, description="Apply migrations at start-up.")
     security_enabled: bool = Field(
