@@ -4,8 +4,8 @@ The server's own records (AuditEvents: one per access, naming each patient it co
 stored in the transaction they record, with a row in `index_backlog` in place of their index
 rows (`Engine.append`). Written one event at a time, those rows cost more than most accesses
 they record: a worklist's event names thirty patients, each a leaf of its own in the audit
-trail's reference index, every one a page of the commit. Written a batch of events at a time,
-the events of many requests share those pages.
+trail's reference index, every one a page of the commit. Written later, they cost as much
+CPU (their commits, batched, almost nothing), but not in the request, nor at the busy hours.
 
 `index_backlog` writes them, one batch of events a transaction (their rows computed outside
 it: a stored AuditEvent never changes), each batch claiming its events by deleting their
