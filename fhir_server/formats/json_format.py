@@ -24,7 +24,7 @@ from fhir_server.errors import bad_request
 _FLOAT_UNSAFE = re.compile(
     rb'[:\[,](?<![^"\s]:)\s*-?(?:\d{16,}|\d+\.(?:\d*0(?![\d.])|\d{16,})|\d+(?:\.\d+)?[eE])'
 )
-_NUMBER_STARTS = frozenset(b"-0123456789"[i : i + 1] for i in range(11))  # a bare number
+_BARE_NUMBER = re.compile(rb"\s*-?\d")  # a text that is a number, not an object
 
 
 def _reject_constant(name: str) -> Any:
@@ -35,7 +35,7 @@ def loads(data: bytes | str) -> Any:
     """Parse a request body; malformed JSON is a 400 with the parser's message."""
     raw = data.encode() if isinstance(data, str) else data
     try:
-        if _FLOAT_UNSAFE.search(raw) or raw.lstrip()[:1] in _NUMBER_STARTS:
+        if _FLOAT_UNSAFE.search(raw) or _BARE_NUMBER.match(raw):
             return json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
         return orjson.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:

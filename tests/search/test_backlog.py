@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from fhir_server.engine.interaction import Context, Interaction, Kind
 from fhir_server.formats.json_format import loads
 from fhir_server.search import backlog as backlog_module
-from fhir_server.search.backlog import Backlog, backlog, index_backlog, reads_behind
+from fhir_server.search.backlog import Backlog, index_backlog, reads_behind
 from fhir_server.search.reindex import reindex
 from fhir_server.server import Server
 from fhir_server.storage.schema import INDEX_TABLES
@@ -44,11 +44,6 @@ def _append(server: Server, *events: dict[str, Any]) -> list[str]:
     engine = server.engine
     with engine.unit_of_work(write=True) as uow:
         return [engine.append(uow, "AuditEvent", event) for event in events]
-
-
-def _pending(server: Server) -> int:
-    with server.database.transaction(write=False) as conn:
-        return conn.execute(select(func.count()).select_from(backlog)).scalar_one()
 
 
 def _rows(server: Server) -> int:
@@ -90,7 +85,7 @@ def clinic(fhir: httpx.Client) -> Iterator[httpx.Client]:
 def test_an_appended_event_waits_in_the_backlog(clinic: httpx.Client, live: LiveServer) -> None:
     before = _rows(live.server)
     _append(live.server, _event("Patient/p1"), _event("Patient/p2"))
-    assert _pending(live.server) == 2
+    assert live.server.backlog.waiting() == 2
     assert _rows(live.server) == before  # nothing indexed by the write itself
 
 
@@ -130,13 +125,13 @@ def test_a_search_finds_the_events_committed_before_it(
         assert _ids(response, "Patient") == {"p1"}
     else:
         assert _ids(response) == {event}
-    assert _pending(live.server) == 0
+    assert live.server.backlog.waiting() == 0
 
 
 def test_a_search_of_other_types_leaves_the_backlog(clinic: httpx.Client, live: LiveServer) -> None:
     _append(live.server, _event("Patient/p1"))
     assert _ids(clinic.get("/Patient", params={"family": "Martin"}), "Patient") == {"p1"}
-    assert _pending(live.server) == 1
+    assert live.server.backlog.waiting() == 1
 
 
 def test_indexing_writes_the_rows_a_write_would(clinic: httpx.Client, live: LiveServer) -> None:
@@ -166,7 +161,7 @@ def test_concurrent_indexers_write_each_row_once(clinic: httpx.Client, live: Liv
         thread.join(120)
     assert not errors
     assert sum(counts) == 1200
-    assert _pending(live.server) == 0
+    assert live.server.backlog.waiting() == 0
     assert _rows(live.server) - before == _expected_rows(live.server, ids[:1]) * 1200
 
 
@@ -174,7 +169,7 @@ def test_reindexing_takes_events_out_of_the_backlog(clinic: httpx.Client, live: 
     before = _rows(live.server)
     ids = _append(live.server, _event("Patient/p1"), _event("Patient/p2"))
     assert reindex(live.server, types=["AuditEvent"]) == 2
-    assert _pending(live.server) == 0
+    assert live.server.backlog.waiting() == 0
     assert index_backlog(live.server.engine) == 0
     assert _rows(live.server) - before == _expected_rows(live.server, ids)
 
@@ -186,9 +181,9 @@ def test_the_background_work_indexes_the_backlog(live: LiveServer) -> None:
         _append(server, _event("Patient/p1"))
         server.start_outbox_worker()
         deadline = time.monotonic() + 20
-        while _pending(server) and time.monotonic() < deadline:
+        while server.backlog.waiting() and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert _pending(server) == 0
+        assert server.backlog.waiting() == 0
         assert _rows(server) > 0
     finally:
         server.close()
@@ -201,10 +196,10 @@ def test_a_busy_server_indexes_in_the_background_only_a_long_backlog(
     _append(live.server, _event("Patient/p1"), _event("Patient/p2"))
     waiting.before_transaction(Context(), [Interaction(Kind.READ, "Patient", "p1")])
     assert waiting.in_background() == 0  # busy a moment ago, two events waiting
-    assert _pending(live.server) == 2
+    assert live.server.backlog.waiting() == 2
     monkeypatch.setattr(backlog_module, "LIMIT", 1)
     assert waiting.in_background() == 2
-    assert _pending(live.server) == 0
+    assert live.server.backlog.waiting() == 0
 
 
 @pytest.mark.parametrize(
