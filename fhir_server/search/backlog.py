@@ -23,12 +23,14 @@ backlog rows, so that two indexers never write the same rows twice. It runs:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, select
 
 from fhir_server.engine.interaction import WRITES, Context, Interaction, Kind
 from fhir_server.formats.json_format import loads
+from fhir_server.storage.lists import among, key_list
 from fhir_server.storage.schema import AUDIT_TRAIL, BacklogRow
 
 if TYPE_CHECKING:
@@ -42,11 +44,16 @@ backlog = BacklogRow.__table__
 _PENDING = select(backlog.c.resource_pk).order_by(backlog.c.resource_pk)
 
 
-def index_backlog(engine: Engine, batch: int = BATCH, rest: bool = False) -> int:
+def index_backlog(
+    engine: Engine,
+    batch: int = BATCH,
+    rest: bool = False,
+    until: Callable[[], bool] | None = None,
+) -> int:
     """Write the index rows of every resource in the backlog, `batch` a transaction, resting
-    between two when `rest`; returns how many."""
+    between two when `rest`, stopping between two once `until()`; returns how many."""
     done = 0
-    while True:
+    while until is None or not until():
         with engine.unit_of_work(write=False) as uow:
             pks = list(uow.conn.execute(_PENDING.limit(batch)).scalars())
             stored = uow.repository.read_many(pks)
@@ -61,7 +68,7 @@ def index_backlog(engine: Engine, batch: int = BATCH, rest: bool = False) -> int
         with engine.unit_of_work(write=True) as uow:
             claimed = uow.conn.execute(
                 delete(backlog)
-                .where(backlog.c.resource_pk.in_(pks))
+                .where(among(backlog.c.resource_pk, key_list(value=pks)))
                 .returning(backlog.c.resource_pk)
             ).scalars()
             for pk in claimed:
@@ -69,6 +76,7 @@ def index_backlog(engine: Engine, batch: int = BATCH, rest: bool = False) -> int
                 done += 1
         if rest:
             time.sleep(time.monotonic() - started)
+    return done
 
 
 class Backlog:
@@ -87,10 +95,16 @@ class Backlog:
             index_backlog(self.engine)
 
     def in_background(self) -> int:
-        """The periodic job: small batches, resting between two, when idle or too long."""
-        if time.monotonic() - self.busy_at < self.idle_seconds and self.waiting() <= LIMIT:
+        """The periodic job: small batches, resting between two, when idle or too long; it
+        gives way as soon as a request comes while no more than `LIMIT` events wait."""
+        started = time.monotonic()
+        if started - self.busy_at < self.idle_seconds and self.waiting() <= LIMIT:
             return 0
-        return index_backlog(self.engine, BACKGROUND_BATCH, rest=True)
+
+        def busy() -> bool:
+            return self.busy_at > started and self.waiting() <= LIMIT
+
+        return index_backlog(self.engine, BACKGROUND_BATCH, rest=True, until=busy)
 
     def waiting(self) -> int:
         with self.engine.unit_of_work(write=False) as uow:

@@ -55,6 +55,7 @@ from fhir_server.search.sql import (
 )
 from fhir_server.search.summary import SUMMARY_VALUES, subset
 from fhir_server.settings import Settings
+from fhir_server.storage.lists import among, key_list
 from fhir_server.storage.repository import StoredVersion
 
 if TYPE_CHECKING:
@@ -421,7 +422,9 @@ class Search:
             for s in by_type[source_type] if source_type else frontier:
                 tables.setdefault(index_table("reference", [s.type]), []).append(s.pk)
             for ref, sources in tables.items():
-                stmt = _through(ref, pointed_to=True).where(ref.c.resource_pk.in_(sources))
+                stmt = _through(ref, pointed_to=True).where(
+                    among(ref.c.resource_pk, key_list(value=sources))
+                )
                 if include.param is not None:
                     stmt = stmt.where(param_rows(ref, [source_type], include.param))
                 if include.target_type is not None:
@@ -436,7 +439,7 @@ class Search:
                 stmt = _through(ref, pointed_to=False).where(
                     or_(
                         *[
-                            and_(ref.c.target_type == t, ref.c.target_id.in_(ids))
+                            and_(ref.c.target_type == t, among(ref.c.target_id, ids))
                             for t, ids in pointed
                         ]
                     )

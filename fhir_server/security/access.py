@@ -57,6 +57,7 @@ from fhir_server.search.sql import RESOURCE, TABLES, index_table
 from fhir_server.security.principal import COORDINATOR, Principal
 from fhir_server.security.relations import Relations, epoch
 from fhir_server.security.roles import OPEN, ROLE_TABLE, Role, patient_data
+from fhir_server.storage.lists import among, id_list, not_among
 from fhir_server.storage.schema import reference_index
 
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
@@ -140,8 +141,8 @@ class Access:
                 belongs = _belongs(
                     r,
                     t,
-                    bindparam(f"allowed_{t}", allowed, expanding=True),
-                    bindparam(f"denied_{t}", denied, expanding=True) if denied else [],
+                    id_list(f"allowed_{t}", allowed),
+                    id_list(f"denied_{t}", denied) if denied else [],
                 )
             elif r is RESOURCE:
                 belongs = _BUILT.belongs(t, allowed, denied)
@@ -294,7 +295,7 @@ def _relation(coordinator: bool) -> Any:
     index."""
     me = [
         ("me_type", lambda m: m.c.target_id == bindparam("me_id")),
-        ("PractitionerRole", lambda m: m.c.target_id.in_(bindparam("roles", expanding=True))),
+        ("PractitionerRole", lambda m: among(m.c.target_id, id_list("roles"))),
     ]
     related = [
         _targets(
@@ -306,7 +307,7 @@ def _relation(coordinator: bool) -> Any:
         _consenting(SHARING, me, everyone=False),
     ]
     if coordinator:
-        cpts = [("Organization", lambda m: m.c.target_id.in_(bindparam("orgs", expanding=True)))]
+        cpts = [("Organization", lambda m: among(m.c.target_id, id_list("orgs")))]
         related.append(_targets("patient", _referencing("CarePlan", ("author",), cpts)))
     allowed = union(*related).subquery()
     denied = _consenting(OPPOSITION, me, everyone=True).subquery()
@@ -338,29 +339,27 @@ def _visible_ids(type_: str) -> Any:
     """Which of the resources `type_`/`:ids` belong only to `:allowed` patients, none of them
     `:denied`: built once per type (reads by id and checks of writes are frequent)."""
     r = RESOURCE
-    allowed = bindparam("allowed", expanding=True)
-    denied = bindparam("denied", expanding=True)
     return select(r.c.id).where(
         r.c.type == type_,
-        r.c.id.in_(bindparam("ids", expanding=True)),
-        _belongs(r, type_, allowed, denied),
+        among(r.c.id, id_list("ids")),
+        _belongs(r, type_, id_list("allowed"), id_list("denied")),
     )
 
 
 def _belongs(r: FromClause, type_: str, allowed: Any, denied: Any) -> Condition:
     """A resource of `type_` all of whose patients are `allowed` and not `denied` (lists, or
-    expanding parameters)."""
+    parameters of `id_list`)."""
     any_denied = not isinstance(denied, list) or bool(denied)
     if type_ == "Patient":
-        ok = r.c.id.in_(allowed)
-        return and_(ok, r.c.id.not_in(denied)) if any_denied else ok
+        ok = among(r.c.id, allowed)
+        return and_(ok, not_among(r.c.id, denied)) if any_denied else ok
     codes = compartment_params("Patient", type_) or []
     if not codes:
         return false()
     x = index_table("reference", [type_]).alias()
-    outside = x.c.target_id.not_in(allowed)
+    outside = not_among(x.c.target_id, allowed)
     if any_denied:
-        outside = or_(outside, x.c.target_id.in_(denied))
+        outside = or_(outside, among(x.c.target_id, denied))
     # A patient this server cannot name (an absolute URL, an identifier alone) is not one the
     # caller is known to be related to (`_unknown_patient` for one row).
     unknown = and_(

@@ -30,6 +30,7 @@ from sqlalchemy.dialects.sqlite import pysqlite
 from sqlalchemy.exc import DBAPIError
 
 from fhir_server.storage.keys import ResourceKeys
+from fhir_server.storage.lists import among, key_list
 from fhir_server.storage.schema import (
     INDEX_TABLES,
     BacklogRow,
@@ -78,7 +79,7 @@ _READ_VERSION = (
 _READ_MANY = (
     select(_r.c.pk, *_VERSION_COLUMNS[1:])
     .select_from(_r.join(_v, and_(_v.c.resource_pk == _r.c.pk, _v.c.version == _r.c.version)))
-    .where(_r.c.pk.in_(bindparam("pks", expanding=True)))
+    .where(among(_r.c.pk, key_list("pks")))
 )
 _ADVANCE = (
     update(_r)

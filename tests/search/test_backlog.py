@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -200,6 +201,28 @@ def test_a_busy_server_indexes_in_the_background_only_a_long_backlog(
     monkeypatch.setattr(backlog_module, "LIMIT", 1)
     assert waiting.in_background() == 2
     assert live.server.backlog.waiting() == 0
+
+
+def test_the_background_gives_way_to_a_request(
+    clinic: httpx.Client, live: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Idle when it began, the indexer stops after the batch during which a request came,
+    unless more than LIMIT events wait."""
+    waiting = Backlog(live.server.engine, idle_seconds=0)
+    _append(live.server, *[_event("Patient/p1") for _ in range(4)])
+    monkeypatch.setattr(backlog_module, "BACKGROUND_BATCH", 1)
+
+    def a_request_comes(_seconds: float) -> None:  # during the rest after each batch
+        waiting.before_transaction(Context(), [Interaction(Kind.READ, "Patient", "p1")])
+
+    monkeypatch.setattr(
+        backlog_module, "time", SimpleNamespace(monotonic=time.monotonic, sleep=a_request_comes)
+    )
+    assert waiting.in_background() == 1
+    assert live.server.backlog.waiting() == 3
+    monkeypatch.setattr(backlog_module, "LIMIT", 1)
+    assert waiting.in_background() == 2  # down to LIMIT, then gives way
+    assert live.server.backlog.waiting() == 1
 
 
 @pytest.mark.parametrize(
