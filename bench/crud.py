@@ -27,9 +27,9 @@ from bench.floor import Floor
 from bench.generate import Generator, parse_scale, patient_id
 from bench.measure import (
     RESULTS,
-    drain_outbox,
     machine,
     peak_memory_mb,
+    settle,
     start_http,
     start_process,
     stop,
@@ -114,7 +114,7 @@ def run_benchmark(database_url: str, scale: str, count: int, concurrency: int, s
     calls = workload(scale, count, seed)
     server, server_url = start_http(database_url)
     try:
-        drain_outbox(database_url)
+        settle(database_url)
         seed_floor(database_url, server_url, calls["read"] + calls["update"] + calls["mixed"])
         floor, floor_url = start_process(
             [

@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, func, select
 
 from fhir_server.engine.versioning import now
 from fhir_server.outbox import due, outbox
+from fhir_server.storage.schema import BacklogRow
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -94,23 +95,33 @@ def start_http(
     )
 
 
-def drain_outbox(database_url: str, timeout: float = 600) -> None:
-    """Wait until the started servers' outbox consumers have worked off every event due:
-    those an earlier scenario left (`$apply` runs with its consumers off) would otherwise be
-    worked off during the first measured turn, and weigh on it alone."""
+def settle(database_url: str, timeout: float = 600) -> None:
+    """Wait until the started servers have done their background work: the outbox's due
+    events (those an earlier scenario left, `$apply` runs with its consumers off) and the
+    index backlog (the audit trail of a secured server, indexed once it is idle). Done during
+    a measured turn, either would weigh on that turn alone."""
     engine = create_engine(database_url)
     deadline = time.monotonic() + timeout
+    waiting = [
+        select(func.count()).select_from(outbox).where(*due(now())),
+        select(func.count()).select_from(BacklogRow.__table__),
+    ]
     try:
         while True:
-            pending = select(func.count()).select_from(outbox).where(*due(now()))
             with engine.connect() as conn:
-                if not conn.execute(pending).scalar():
+                if not any(conn.execute(query).scalar() for query in waiting):
                     return
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the outbox was not worked off within {timeout:.0f} s")
-            time.sleep(1)
+                raise RuntimeError(f"the background work was not done within {timeout:.0f} s")
+            time.sleep(0.2)
     finally:
         engine.dispose()
+
+
+def cpu_seconds(process: subprocess.Popen) -> float:
+    """The CPU time a process has used so far, user and system (Linux /proc)."""
+    fields = Path(f"/proc/{process.pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_memory_mb(process: subprocess.Popen) -> float | None:

@@ -160,24 +160,27 @@ def scenarios_table(folder: Path = RESULTS) -> str:
 
 
 def security_table(folder: Path = RESULTS) -> str:
-    """Security on against security off, the same calls on the same database."""
+    """Security on against security off, the same calls on the same database; the servers'
+    CPU per request, and what indexing the secured server's audit trail cost afterwards."""
     lines = [
         "| call | database, scale | off: req/s, p50, p95 ms | on: req/s, p50, p95 ms "
-        "| on/off throughput | on/off p95 | goal |",
-        "|---|---|---|---|---|---|---|",
+        "| on/off throughput | on/off p95 | goal | server CPU ms/request, off / on "
+        "| audit indexed later, CPU ms/event |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for path in sorted(folder.glob("security-overhead-*.json")):
         report = json.loads(path.read_text())
         for call, label in (("worklist", "IDEL worklist"), ("create", "create Observation")):
             r = report["scenarios"][call]
-            off, on = r["off"], r["on"]
+            off, on, cpu = r["off"], r["on"], r["server_cpu_ms"]
             lines.append(
                 f"| {label} | {_where(path)} ({report['cores']} cores) | "
                 f"{off['throughput_per_s']:.0f}, {off['latency_ms']['p50']:.1f}, "
                 f"{off['latency_ms']['p95']:.1f} | {on['throughput_per_s']:.0f}, "
                 f"{on['latency_ms']['p50']:.1f}, {on['latency_ms']['p95']:.1f} | "
                 f"{r['throughput_ratio']:.2f}{TIMES} | {r['p95_ratio']:.2f}{TIMES} | "
-                f"\u2264 {r['goal']}{TIMES} |"
+                f"\u2264 {r['goal']}{TIMES} | {cpu['off']:.2f} / {cpu['on']:.2f} | "
+                f"{report['backlog']['cpu_ms_per_event']:.2f} |"
             )
     return "\n".join(lines)
 

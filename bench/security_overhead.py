@@ -22,15 +22,24 @@ from urllib.parse import urlencode
 
 import orjson
 import typer
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, func, select, text
 
 from bench.driver import Call, Run, drive
 from bench.generate import Generator, parse_scale, practitioner_id
-from bench.measure import RESULTS, drain_outbox, machine, peak_memory_mb, start_http, stop
+from bench.measure import (
+    RESULTS,
+    cpu_seconds,
+    machine,
+    peak_memory_mb,
+    settle,
+    start_http,
+    stop,
+)
 from bench.search_latency import worklist_params
 from fhir_server.security.principal import IDEL
 from fhir_server.security.tokens import LocalIssuer
 from fhir_server.settings import Settings
+from fhir_server.storage.schema import BacklogRow
 
 GOAL = 1.3
 # The nurse's own tasks give the patients she may see: (nurse, patient) pairs.
@@ -91,6 +100,16 @@ def _calls(pairs: list, tokens: dict[str, str] | None) -> dict[str, list[Call]]:
     }
 
 
+def _backlog(database_url: str) -> int:
+    """AuditEvents waiting for their index rows."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(BacklogRow.__table__)).scalar_one()
+    finally:
+        engine.dispose()
+
+
 def _merge(runs: list[Run]) -> dict[str, Any]:
     """The summary of both turns of a side, as one run."""
     failure = next((run.first_failure for run in runs if run.first_failure), None)
@@ -121,13 +140,20 @@ def run_benchmark(
         servers = {
             "off": start_http(database_url),
             "on": start_http(
-                database_url, {"FHIR_SECURITY_ENABLED": "true", "FHIR_AUTH_LOCAL_KEY": key}
+                database_url,
+                {
+                    "FHIR_SECURITY_ENABLED": "true",
+                    "FHIR_AUTH_LOCAL_KEY": key,
+                    "FHIR_INDEX_BACKLOG_SECONDS": "1",
+                },
             ),
         }
         calls = {"off": _calls(pairs, None), "on": _calls(pairs, tokens)}
         runs: dict[str, dict[str, list[Run]]] = {"off": {}, "on": {}}
+        cpu: dict[str, dict[str, float]] = {"off": {}, "on": {}}  # server CPU seconds
+        indexed = {"events": 0, "cpu_seconds": 0.0}
         try:
-            drain_outbox(database_url)
+            settle(database_url)
             # Warm both: connections, caches. The worklists are warmed with every call they
             # will make: at 1M the first turn read from disk what later turns found in memory
             # (a p99 of 2.4 s on one side, a ratio below 1).
@@ -137,10 +163,20 @@ def run_benchmark(
                     drive(url, warm, concurrency)
             half = requests // 2
             for side in ("off", "on", "on", "off"):
-                url = servers[side][1]
+                # The secured server indexes its audit trail once idle: between the turns,
+                # its CPU counted apart, never during the other side's turn.
+                secured = servers["on"][0]
+                waiting, before = _backlog(database_url), cpu_seconds(secured)
+                settle(database_url)
+                indexed["events"] += waiting
+                indexed["cpu_seconds"] += cpu_seconds(secured) - before
+                process, url = servers[side]
                 part = slice(0, half) if not runs[side] else slice(half, requests)
                 for scenario, batch in calls[side].items():
+                    before = cpu_seconds(process)
                     runs[side].setdefault(scenario, []).append(drive(url, batch[part], concurrency))
+                    spent = cpu_seconds(process) - before
+                    cpu[side][scenario] = cpu[side].get(scenario, 0.0) + spent
             memory = {side: peak_memory_mb(process) for side, (process, _) in servers.items()}
         finally:
             for process, _ in servers.values():
@@ -154,6 +190,9 @@ def run_benchmark(
             "throughput_ratio": round(off["throughput_per_s"] / on["throughput_per_s"], 2),
             "p95_ratio": round(on["latency_ms"]["p95"] / off["latency_ms"]["p95"], 2),
             "goal": GOAL,
+            "server_cpu_ms": {
+                side: round(cpu[side][scenario] / requests * 1000, 3) for side in ("off", "on")
+            },
         }
     return {
         "benchmark": "security-overhead",
@@ -163,6 +202,10 @@ def run_benchmark(
         "requests": requests,
         "concurrency": concurrency,
         "peak_memory_mb": memory,
+        "backlog": {
+            "events": indexed["events"],
+            "cpu_ms_per_event": round(indexed["cpu_seconds"] / max(1, indexed["events"]) * 1000, 3),
+        },
         "scenarios": results,
     }
 
