@@ -43,15 +43,19 @@ CONTEXT = Context(source="bench")
 
 
 def prepare(database_url: str, patients: int) -> None:
-    """Migrate, store the pathway definitions (the plugins do it at start-up) and add the
-    practitioners and this run's patients."""
+    """Migrate, store the pathway definitions (the plugins do it at start-up) and add this
+    run's care team and patients. The team is the run's own: on a database loaded with a CPTS,
+    its tasks would otherwise pile up, run after run, on the worklists of the same nurse."""
     server = Server(Settings(database_url=database_url))
     try:
         generator = Generator(parse_scale("1k"))
-        members = {}
+        first: dict[str, int] = {}
         for n in range(40):
-            members.setdefault(role_of(n), practitioner_id(n))
-        resources = [generator.practitioner(n) for n in range(40)]
+            first.setdefault(role_of(n), n)
+        resources = [
+            generator.practitioner(n) | {"id": PREFIX + practitioner_id(n)} for n in first.values()
+        ]
+        members = {role: PREFIX + practitioner_id(n) for role, n in first.items()}
         for n in range(patients):
             resources += _record(generator, n, members)
         for start in range(0, len(resources), 500):
