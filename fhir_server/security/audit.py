@@ -52,9 +52,15 @@ _PATIENT_REFERENCE = re.compile(rb'"reference"\s*:\s*"(?:[^"]*/)?Patient/([A-Za-
 def patients(type_: str, id_: str, body: bytes | None) -> set[str]:
     """The patients a stored resource is about: itself for a Patient, else those it refers to.
     Read from the JSON bytes: no parsing on the path of every search."""
-    found = {m.decode() for m in _PATIENT_REFERENCE.findall(body or b"")}
-    if type_ == "Patient":
-        found.add(id_)
+    return _concerned([(type_, id_, body)])
+
+
+def _concerned(stored: list[tuple[str, str, bytes | None]]) -> set[str]:
+    """The patients of all the `stored` resources (type, id, body), in one scan of their
+    bodies joined (a page is tens of resources; a reference cannot span two JSON objects)."""
+    joined = b"".join(body or b"" for *_, body in stored)
+    found = {m.decode() for m in _PATIENT_REFERENCE.findall(joined)}
+    found.update(id_ for type_, id_, _ in stored if type_ == "Patient")
     return found
 
 
@@ -63,11 +69,10 @@ def access_event(
 ) -> dict[str, Any]:
     """The event of a read, search, history or operation that returned `returned`."""
     entities: list[dict[str, Any]] = []
-    concerned: set[str] = set()
-    for type_, id_, body in returned:
-        concerned |= patients(type_, id_, body)
-        if ix.kind in (Kind.READ, Kind.VREAD):
-            entities.append(_resource(type_, id_))
+    stored = list(returned)
+    concerned = _concerned(stored)
+    if ix.kind in (Kind.READ, Kind.VREAD):
+        entities += [_resource(type_, id_) for type_, id_, _ in stored]
     if ix.kind is Kind.HISTORY_INSTANCE and ix.type and ix.id:
         entities.append(_resource(ix.type, ix.id))
     if ix.params and ix.kind not in (Kind.READ, Kind.VREAD):
