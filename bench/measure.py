@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, func, select
 
 from fhir_server.engine.versioning import now
 from fhir_server.outbox import due, outbox
-from fhir_server.storage.schema import BacklogRow
+from fhir_server.search.backlog import WAITING
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -104,7 +104,7 @@ def settle(database_url: str, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     waiting = [
         select(func.count()).select_from(outbox).where(*due(now())),
-        select(func.count()).select_from(BacklogRow.__table__),
+        WAITING,
     ]
     try:
         while True:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Connection, delete, func, select
 
 from fhir_server.engine.interaction import WRITES, Context, Interaction, Kind
 from fhir_server.formats.json_format import loads
@@ -42,6 +42,14 @@ BACKGROUND_BATCH = 100
 LIMIT = 10_000  # events waiting beyond which the background indexes, idle or not
 backlog = BacklogRow.__table__
 _PENDING = select(backlog.c.resource_pk).order_by(backlog.c.resource_pk)
+WAITING = select(func.count()).select_from(backlog)  # how many resources wait
+
+
+def claim(conn: Connection, pks: list[int]) -> list[int]:
+    """Take the resources `pks` out of the backlog; returns those that were in it (another
+    indexer, or a reindex, may have taken the others)."""
+    taken = delete(backlog).where(among(backlog.c.resource_pk, key_list(value=pks)))
+    return list(conn.execute(taken.returning(backlog.c.resource_pk)).scalars())
 
 
 def index_backlog(
@@ -66,12 +74,7 @@ def index_backlog(
         }
         started = time.monotonic()
         with engine.unit_of_work(write=True) as uow:
-            claimed = uow.conn.execute(
-                delete(backlog)
-                .where(among(backlog.c.resource_pk, key_list(value=pks)))
-                .returning(backlog.c.resource_pk)
-            ).scalars()
-            for pk in claimed:
+            for pk in claim(uow.conn, pks):
                 uow.repository.add_index_rows(pk, rows.get(pk, {}))
                 done += 1
         if rest:
@@ -108,7 +111,7 @@ class Backlog:
 
     def waiting(self) -> int:
         with self.engine.unit_of_work(write=False) as uow:
-            return uow.conn.execute(select(func.count()).select_from(backlog)).scalar_one()
+            return uow.conn.execute(WAITING).scalar_one()
 
 
 def reads_behind(ix: Interaction) -> bool:

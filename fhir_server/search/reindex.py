@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import delete, false, func, select
+from sqlalchemy import false, func, select
 
 from fhir_server.formats.json_format import loads
-from fhir_server.search.backlog import backlog
+from fhir_server.search.backlog import claim
 from fhir_server.server import Server
 from fhir_server.storage.schema import ResourceRow
 
@@ -46,7 +46,7 @@ def reindex(
             pks = list(uow.conn.execute(stmt).scalars())
             if not pks:
                 return done
-            uow.conn.execute(delete(backlog).where(backlog.c.resource_pk.in_(pks)))
+            claim(uow.conn, pks)  # indexed here: no longer waiting
             for pk, stored in uow.repository.read_many(pks).items():
                 uow.repository.clear_index(pk, stored.type)
                 server.search.index(uow, pk, stored.type, loads(stored.body))

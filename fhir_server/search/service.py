@@ -8,7 +8,6 @@ from collections.abc import Callable, Hashable
 from datetime import datetime
 from decimal import Decimal
 from functools import cache, partial
-from threading import Lock
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -17,6 +16,7 @@ from sqlalchemy import Select, Table, and_, false, func, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
+from fhir_server.caches import Kept
 from fhir_server.engine import paging
 from fhir_server.engine.interaction import (
     Context,
@@ -68,7 +68,12 @@ class Search:
         self.registry = registry or default_registry()
         self.local_zone = zone(settings.timezone)
         self.parser = Parser(self.registry)
-        self._statements = _Statements()
+        # The page selects of searches whose SQL depends on the shape of their criteria only
+        # (`sql.Prepared`) and of the caller's part of the data (`Visibility.bound`), built
+        # once per shape: building a select and its SQLAlchemy cache key was 40 % of an INS
+        # lookup's time in the server. Searches with a page token, a compartment, a chain,
+        # `_has`, a composite or `:missing` are built each time.
+        self._statements: Kept[Hashable, Select] = Kept(LRUCache(1024))
 
     # -- write side --------------------------------------------------------------------------
 
@@ -525,26 +530,6 @@ def _through(ref: Table, pointed_to: bool) -> Select:
         .select_from(ref.join(RESOURCE, joined).join(VERSION, _CURRENT))
         .where(RESOURCE.c.deleted == false())
     )
-
-
-class _Statements:
-    """The page selects of searches whose SQL depends on the shape of their criteria only
-    (`sql.Prepared`) and of the caller's part of the data (`Visibility.bound`), built once per
-    shape: building a select and its SQLAlchemy cache key was 40 % of an INS lookup's time in
-    the server. Searches with a page token, a compartment, a chain, `_has`, a composite or
-    `:missing` are built each time."""
-
-    def __init__(self, size: int = 1024) -> None:
-        self._kept: LRUCache[Hashable, Select] = LRUCache(size)
-        self._lock = Lock()
-
-    def get(self, key: Hashable) -> Select | None:
-        with self._lock:
-            return self._kept.get(key)
-
-    def put(self, key: Hashable, statement: Select) -> None:
-        with self._lock:
-            self._kept[key] = statement
 
 
 def _statement_key(request: SearchRequest, count: int, token: dict | None) -> Hashable | None:

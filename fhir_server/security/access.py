@@ -32,7 +32,6 @@ from collections.abc import Callable, Hashable, Sequence
 from datetime import UTC, datetime
 from enum import Enum
 from functools import cache
-from threading import Lock
 from typing import Any
 
 from cachetools import LRUCache
@@ -51,6 +50,7 @@ from sqlalchemy import (
     union_all,
 )
 
+from fhir_server.caches import Kept
 from fhir_server.engine.unit_of_work import Change, UnitOfWork
 from fhir_server.search.compartment import compartment_params
 from fhir_server.search.sql import RESOURCE, TABLES, index_table
@@ -390,18 +390,15 @@ class _Built:
     identity, which the entry holds on to, so that a reused id never matches."""
 
     def __init__(self, size: int = 256) -> None:
-        self._built: LRUCache[tuple[str, int, int], tuple[list, list, Condition]] = LRUCache(size)
-        self._lock = Lock()
+        self._built: Kept[tuple[str, int, int], tuple[list, list, Condition]] = Kept(LRUCache(size))
 
     def belongs(self, type_: str, allowed: list[str], denied: list[str]) -> Condition:
         key = (type_, id(allowed), id(denied))
-        with self._lock:
-            kept = self._built.get(key)
+        kept = self._built.get(key)
         if kept is not None and kept[0] is allowed and kept[1] is denied:
             return kept[2]
         condition = _belongs(RESOURCE, type_, allowed, denied)
-        with self._lock:
-            self._built[key] = (allowed, denied, condition)
+        self._built.put(key, (allowed, denied, condition))
         return condition
 
 

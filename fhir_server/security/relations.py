@@ -18,13 +18,13 @@ consents start and end with time, without any write.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from typing import Any
 
 from cachetools import TTLCache
 from sqlalchemy import Connection, select, text
 
+from fhir_server.caches import Kept
 from fhir_server.engine.unit_of_work import Change, UnitOfWork
 from fhir_server.storage.schema import StateRow
 
@@ -68,14 +68,11 @@ class Relations:
     recently used `size` callers, each for `TTL` seconds at most."""
 
     def __init__(self, size: int = 10_000) -> None:
-        self._kept: TTLCache[Any, tuple[str, Patients]] = TTLCache(size, TTL)
-        self._lock = threading.Lock()
+        self._kept: Kept[Any, tuple[str, Patients]] = Kept(TTLCache(size, TTL))
 
     def get(self, caller: Any, at: str) -> Patients | None:
-        with self._lock:
-            kept = self._kept.get(caller)
+        kept = self._kept.get(caller)
         return kept[1] if kept is not None and kept[0] == at else None
 
     def put(self, caller: Any, at: str, patients: Patients) -> None:
-        with self._lock:
-            self._kept[caller] = (at, patients)
+        self._kept.put(caller, (at, patients))

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 from jwt.exceptions import InvalidSubjectError
 
+from fhir_server.caches import Kept
 from fhir_server.security.principal import ROLES, Principal
 from fhir_server.security.scopes import Scopes
 from fhir_server.settings import Settings
@@ -253,10 +254,9 @@ class TokenVerifier:
     out, as it does when the JWKS itself is read again."""
 
     def __init__(self, settings: Settings) -> None:
-        self._kept: TLRUCache[str, tuple[float, Principal]] = TLRUCache(
-            KEPT_TOKENS, _kept_until, timer=time.time
+        self._kept: Kept[str, tuple[float, Principal]] = Kept(
+            TLRUCache(KEPT_TOKENS, _kept_until, timer=time.time)
         )
-        self._lock = threading.Lock()
         self.issuer = settings.auth_issuer
         self.audience = settings.auth_audience
         self.role_claim = settings.auth_role_claim
@@ -277,14 +277,12 @@ class TokenVerifier:
             token, self.keys, self.algorithms, issuer=self.issuer, audience=self.audience
         )
         caller = principal(claims, self.role_claim)
-        with self._lock:
-            self._kept[token] = (float(claims["exp"]), caller)
+        self._kept.put(token, (float(claims["exp"]), caller))
         return caller
 
     def known(self, token: str) -> Principal | None:
         """The principal of a token verified a moment ago and not expired since, if any."""
-        with self._lock:
-            kept = self._kept.get(token)
+        kept = self._kept.get(token)
         return kept[1] if kept is not None else None
 
 
