@@ -109,7 +109,7 @@ class Search:
         uow.repository.flush()
         r = RESOURCE
         builder = SqlBuilder(self.registry, self.local_zone, "", visible)
-        where = self._where(request, builder, visible)
+        where = self._where(request, builder) + _seen(visible, r, [type_])
         stmt = select(r.c.id).where(*where).order_by(r.c.pk)
         return list(uow.conn.execute(stmt.limit(limit)).scalars())
 
@@ -175,15 +175,11 @@ class Search:
             return  # not part of the self link
         request.used.append((name, value))
 
-    def _where(
-        self,
-        request: SearchRequest,
-        builder: SqlBuilder,
-        visible: Visible | None,
-    ) -> list[Any]:
-        """The WHERE of a search on `resource`: the most selective criterion's rows drive
-        (`pk IN`), the others are checked per candidate (`EXISTS`); then what the caller may
-        see. The values of prepared criteria are bound by name (`_binds`)."""
+    def _where(self, request: SearchRequest, builder: SqlBuilder) -> list[Any]:
+        """The WHERE of a search's criteria on `resource`: the most selective criterion's rows
+        drive (`pk IN`), the others are checked per candidate (`EXISTS`). The values of
+        prepared criteria are bound by name (`_binds`). What the caller may see is apart
+        (`_seen`)."""
         r, types = RESOURCE, request.types
         clauses = [
             builder.clause(c.criterion, types, r, c, f"c{i}") if isinstance(c, Prepared) else c
@@ -199,9 +195,6 @@ class Search:
         conditions += [c.on(r, drive=c is driver) for c in clauses]
         if request.compartment:
             conditions.append(or_(*[builder.condition(c, types, r) for c in request.compartment]))
-        condition = visible(r, types) if visible is not None else None
-        if condition is not None:
-            conditions.append(condition)
         return conditions
 
     def search(self, engine: Engine, uow: UnitOfWork, ix: Interaction, ctx: Context) -> Outcome:
@@ -230,9 +223,12 @@ class Search:
         @cache
         def where() -> list[Any]:
             try:
-                return self._where(request, builder, filtered)
+                return self._where(request, builder)
             except ParamError as exc:
                 raise bad_request(str(exc)) from None
+
+        def matching() -> list[Any]:
+            return where() + _seen(filtered, r, types)
 
         if statement is None:
             where()  # a malformed criterion fails the search before any answer
@@ -243,13 +239,16 @@ class Search:
             "type": "searchset",
         }
         if request.summary == "count" or count == 0:
-            bundle["total"] = self._count(uow, r, where())
+            bundle["total"] = self._count(uow, r, matching())
             bundle["link"] = [self._link("self", ctx, ix, request.used)]
             return self._finish(bundle, request)
 
         backwards = bool(token and token.get("back"))
         if statement is None:
-            statement = self._statement(request, builder, where(), count, token, backwards)
+            postgres = uow.repository.is_postgres
+            statement = self._statement(
+                request, builder, where(), count, token, backwards, filtered, postgres
+            )
             if key is not None:
                 self._statements.put(key, statement)
         rows = uow.conn.execute(statement, binds).all()  # one fetchall
@@ -269,7 +268,7 @@ class Search:
             links.append(
                 self._link("previous", ctx, ix, request.used, position(rows[0]), back=True)
             )
-        total = self._total(request, uow, r, where, token, more, len(matches), visible)
+        total = self._total(request, uow, r, matching, token, more, len(matches), visible)
         if total is not None:
             bundle["total"] = total
         bundle["link"] = links
@@ -293,24 +292,59 @@ class Search:
         count: int,
         token: dict | None,
         backwards: bool,
+        visible: Visible | None,
+        postgres: bool,
     ) -> Select:
-        """The page's select: current versions matching `where`, with their sort keys, in
-        order, after (or, `backwards`, before) the position of the paging `token`."""
+        """The page's select: current versions matching `where` that the caller may see
+        (`visible`), with their sort keys, in order, after (or, `backwards`, before) the
+        position of the paging `token`.
+
+        The candidates are ordered on their keys alone, then joined to their versions: a page
+        reads the bodies of its own rows only. On PostgreSQL what the caller may see is judged
+        on the ordered candidates, one after the other until the page is full, not on all of
+        them (a nurse's worklist may have thousands of open tasks for a page of fifty). SQLite
+        would judge all of them after materialising the ordered candidates, and sort them
+        again: there it is judged before ordering."""
         r, keys = RESOURCE, request.sort
+        if not postgres:
+            where, visible = [*where, *_seen(visible, r, request.types)], None
         sort_exprs = [
             builder.sort_expression(k.code, k.param, k.descending, request.types, r) for k in keys
         ]
         directions = [k.descending for k in keys] + [False]
         labels = [e.label(f"k{i}") for i, e in enumerate(sort_exprs)]  # computed once per row
-        stmt = _CURRENT_VERSIONS.add_columns(*labels).where(*where)
+        candidates = select(r.c.pk, r.c.type, r.c.id, r.c.version, *labels).where(*where)
         if token:
             exprs = [*sort_exprs, r.c.pk]
-            stmt = stmt.where(_after(exprs, directions, _decode_values(token["k"]), backwards))
-        order = [
-            e.desc() if descending != backwards else e.asc()
-            for e, descending in zip([*labels, r.c.pk], directions, strict=True)
-        ]
-        return stmt.order_by(*order).limit(count + 1)
+            candidates = candidates.where(
+                _after(exprs, directions, _decode_values(token["k"]), backwards)
+            )
+
+        def order(columns: list[Any]) -> list[Any]:
+            return [
+                c.desc() if descending != backwards else c.asc()
+                for c, descending in zip(columns, directions, strict=True)
+            ]
+
+        candidates = candidates.order_by(*order([*labels, r.c.pk]))
+        seen = None
+        if visible is not None:
+            # OFFSET 0 keeps the visibility out of the ordered candidates: PostgreSQL does not
+            # merge a subquery with an offset into its outer query.
+            page = candidates.offset(0).subquery("page")
+            seen = visible(page, request.types)
+        if seen is None:
+            page = candidates.limit(count + 1).subquery("page")
+        keyed = [page.c[label.name] for label in labels]
+        stmt = select(page.c.pk, *_COLUMNS[1:], *keyed).select_from(
+            page.join(
+                VERSION,
+                and_(VERSION.c.resource_pk == page.c.pk, VERSION.c.version == page.c.version),
+            )
+        )
+        if seen is not None:
+            stmt = stmt.where(seen)
+        return stmt.order_by(*order([*keyed, page.c.pk])).limit(count + 1)
 
     def _system_types(self, params: Params) -> list[str]:
         for name, value in params:
@@ -513,7 +547,6 @@ _COLUMNS = (
     VERSION.c.body,
 )
 _CURRENT = and_(VERSION.c.resource_pk == RESOURCE.c.pk, VERSION.c.version == RESOURCE.c.version)
-_CURRENT_VERSIONS = select(*_COLUMNS).select_from(RESOURCE.join(VERSION, _CURRENT))
 
 
 @cache
@@ -556,6 +589,12 @@ def _binds(request: SearchRequest) -> dict[str, Any]:
 
 def _bound(visibility: Visibility | None, uow: UnitOfWork) -> Visible | None:
     return partial(visibility.condition, uow) if visibility is not None else None
+
+
+def _seen(visible: Visible | None, r: Any, types: list[str]) -> list[Any]:
+    """What the caller may see of `r`, as a WHERE: none when they see it all."""
+    condition = visible(r, types) if visible is not None else None
+    return [] if condition is None else [condition]
 
 
 class _Explain(Executable, ClauseElement):

@@ -451,3 +451,41 @@ def test_a_version_check_on_a_hidden_resource_tells_nothing(as_role: AsRole) -> 
         ),
     ):
         assert_forbidden(response)
+
+
+def test_sorted_pages_are_full_and_in_order_around_hidden_data(
+    as_role: AsRole, hospital: httpx.Client
+) -> None:
+    """What the caller may not see is judged on the sorted candidates (docs/search.md): the
+    hidden ones, sorting first and between the visible ones, take no place on a page, and
+    paging forwards and backwards walks the visible ones in order."""
+    dated = {
+        "early-C": ("C", "2026-01-01"),
+        "mid-A-1": ("A", "2026-02-01"),
+        "mid-C": ("C", "2026-02-15"),
+        "mid-A-2": ("A", "2026-03-01"),
+        "late-B": ("B", "2026-03-15"),
+        "late-A": ("A", "2026-04-01"),
+    }
+    for id_, (patient, day) in dated.items():
+        body = cpts.observation(id_, patient, effectiveDateTime=day)
+        expect(hospital.put(f"/Observation/{id_}", json=body), 201)
+    gp = as_role("gp")
+    mine = ["mid-A-1", "mid-A-2", "late-A"]  # obs-A, undated, sorts last
+    query = {"code": "29463-7", "_sort": "date", "_count": "2"}
+
+    pages: list[list[str]] = []
+    response = gp.get("/Observation", params=query)
+    while True:
+        page = expect(response, 200)
+        pages.append([e["resource"]["id"] for e in page.get("entry", [])])
+        following = [link["url"] for link in page["link"] if link["relation"] == "next"]
+        if not following:
+            break
+        response = gp.get(following[0])
+    assert pages == [mine[:2], [mine[2], "obs-A"]]
+
+    previous = [link["url"] for link in page["link"] if link["relation"] == "previous"]
+    response = gp.get(previous[0])
+    assert [e["resource"]["id"] for e in expect(response, 200)["entry"]] == mine[:2]
+    shows_nothing_hidden(response)
