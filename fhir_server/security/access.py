@@ -366,14 +366,16 @@ def _belongs(r: FromClause, type_: str, allowed: Any, denied: Any) -> Condition:
         x.c.target_type.is_(None),
         or_(
             x.c.url.contains("/Patient/"),
-            and_(x.c.param.in_(_PATIENT_PARAMS), x.c.identifier_value.is_not(None)),
+            and_(
+                among(x.c.param, id_list(value=_PATIENT_PARAMS)), x.c.identifier_value.is_not(None)
+            ),
         ),
     )
     return not_(
         exists(
             select(x.c.resource_pk).where(
                 x.c.resource_pk == r.c.pk,
-                x.c.param.in_(codes),
+                among(x.c.param, id_list(value=codes)),
                 or_(and_(x.c.target_type == "Patient", outside), unknown),
             )
         )
