@@ -98,8 +98,10 @@ def start_http(
 def settle(database_url: str, timeout: float = 600) -> None:
     """Wait until the started servers have done their background work: the outbox's due
     events (those an earlier scenario left, `$apply` runs with its consumers off) and the
-    index backlog (the audit trail of a secured server, indexed once it is idle). Done during
-    a measured turn, either would weigh on that turn alone."""
+    index backlog (the audit trail of a secured server, indexed once it is idle); then, on
+    SQLite, the copy of the WAL that work wrote into the database file (a checkpoint, which a
+    server's checkpoint thread would do during the next turn). Done during a measured turn,
+    any of them would weigh on that turn alone."""
     engine = create_engine(database_url)
     deadline = time.monotonic() + timeout
     waiting = [
@@ -110,6 +112,8 @@ def settle(database_url: str, timeout: float = 600) -> None:
         while True:
             with engine.connect() as conn:
                 if not any(conn.execute(query).scalar() for query in waiting):
+                    if engine.dialect.name == "sqlite":
+                        conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the background work was not done within {timeout:.0f} s")
