@@ -104,11 +104,11 @@ def explain(server: Server, sql: str, params: dict[str, Any]) -> list[str]:
 
 
 def capture_sql(server: Server, run: Callable[[], Any]) -> tuple[str, Any]:
-    """The first SELECT on `resource` the engine runs for `run()` (the search itself)."""
+    """The first page select the engine runs for `run()` (the search itself)."""
     captured: list[tuple[str, Any]] = []
 
     def listen(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().startswith("SELECT resource.pk"):
+        if statement.lstrip().startswith(("SELECT page.pk", "SELECT resource.pk")):
             captured.append((statement, parameters))
 
     event.listen(server.database.engine, "before_cursor_execute", listen)

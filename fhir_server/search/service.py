@@ -313,7 +313,13 @@ class Search:
         ]
         directions = [k.descending for k in keys] + [False]
         labels = [e.label(f"k{i}") for i, e in enumerate(sort_exprs)]  # computed once per row
-        candidates = select(r.c.pk, r.c.type, r.c.id, r.c.version, *labels).where(*where)
+        # Ordered by their key alone, the candidates are read in order and only the page's
+        # joined to their versions: no subquery (SQLite would materialise it).
+        direct = not keys and visible is None
+        columns = _COLUMNS if direct else (r.c.pk, r.c.type, r.c.id, r.c.version)
+        candidates = select(*columns, *labels).where(*where)
+        if direct:
+            candidates = candidates.select_from(RESOURCE.join(VERSION, _CURRENT))
         if token:
             exprs = [*sort_exprs, r.c.pk]
             candidates = candidates.where(
@@ -327,6 +333,8 @@ class Search:
             ]
 
         candidates = candidates.order_by(*order([*labels, r.c.pk]))
+        if direct:
+            return candidates.limit(count + 1)
         seen = None
         if visible is not None:
             # OFFSET 0 keeps the visibility out of the ordered candidates: PostgreSQL does not
