@@ -313,11 +313,11 @@ class Search:
         ]
         directions = [k.descending for k in keys] + [False]
         labels = [e.label(f"k{i}") for i, e in enumerate(sort_exprs)]  # computed once per row
-        # Ordered by their key alone, the candidates are read in order and only the page's
-        # joined to their versions: no subquery (SQLite would materialise it).
+        # Without `_sort` the candidates are read in key order, each joined to its version, up
+        # to the page's end: in one step, as SQLite would materialise a subquery.
         direct = not keys and visible is None
-        columns = _COLUMNS if direct else (r.c.pk, r.c.type, r.c.id, r.c.version)
-        candidates = select(*columns, *labels).where(*where)
+        selected = _COLUMNS if direct else (r.c.pk, r.c.type, r.c.id, r.c.version)
+        candidates = select(*selected, *labels).where(*where)
         if direct:
             candidates = candidates.select_from(RESOURCE.join(VERSION, _CURRENT))
         if token:
