@@ -7,6 +7,10 @@ related patients are such a list, in every query of every search they make; so a
 resources a page includes. `among` writes `column = ANY(:list)` (PostgreSQL) or
 `column IN (SELECT value FROM json_each(:list))` (SQLite): one statement whatever the length,
 compiled, converted and prepared once.
+
+On PostgreSQL the list is sent as the text of an array (`{"a","b"}`, cast to the array type in
+the statement), written from orjson's text of the list: psycopg's own conversion of a list
+walks it in Python, about 17 µs for 24 ids, several lists in every search of a professional.
 """
 
 from __future__ import annotations
@@ -15,33 +19,57 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import orjson
-from sqlalchemy import ARRAY, BigInteger, Boolean, ColumnElement, String, TypeDecorator, bindparam
+from sqlalchemy import Boolean, ColumnElement, String, TypeDecorator, bindparam
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.visitors import InternalTraversal
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.types import TypeEngine, UserDefinedType
+
+
+class _Array(UserDefinedType[list[Any]]):
+    """PostgreSQL's array of `element`, bound as its text and cast in the statement
+    (`%(name)s::VARCHAR[]`): psycopg sends a string as of unknown type, which the cast types."""
+
+    cache_ok = True
+    render_bind_cast = True
+
+    def __init__(self, element: str) -> None:
+        self.element = element
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return f"{self.element}[]"
 
 
 class _List(TypeDecorator[list[Any]]):
-    """A list of `item`s, bound as one parameter."""
+    """A list of `element`s, bound as one parameter."""
 
     impl = String
     cache_ok = True
-    item: type[TypeEngine[Any]] = String
+    element = "VARCHAR"
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "postgresql":
-            return dialect.type_descriptor(ARRAY(self.item))
+            return _Array(self.element)
         return dialect.type_descriptor(String())
 
     def process_bind_param(self, value: Iterable[Any] | None, dialect: Dialect) -> Any:
         if value is None:
             return None
-        if dialect.name == "postgresql":
-            return list(value)
-        return orjson.dumps(list(value)).decode()
+        items = list(value)
+        text = orjson.dumps(items).decode()
+        return _array_text(items, text) if dialect.name == "postgresql" else text
+
+
+def _array_text(items: list[Any], json: str) -> str:
+    """The text of a PostgreSQL array of `items` (strings or integers), from their `json`:
+    the same between the brackets, but for JSON's escapes (quotes, backslashes and control
+    characters), where each element is quoted and escaped as PostgreSQL reads it."""
+    if "\\" not in json:
+        return "{" + json[1:-1] + "}"
+    quoted = (str(item).replace("\\", "\\\\").replace('"', '\\"') for item in items)
+    return "{" + ",".join(f'"{item}"' for item in quoted) + "}"
 
 
 class IdList(_List):
@@ -54,7 +82,7 @@ class KeyList(_List):
     """Primary keys."""
 
     cache_ok = True
-    item = BigInteger
+    element = "BIGINT"
 
 
 def id_list(name: str | None = None, value: Iterable[str] | None = None) -> BindParameter[Any]:

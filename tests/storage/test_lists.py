@@ -16,8 +16,18 @@ RESOURCE = ResourceRow.__table__
 IDS = ["a", "b", "c", "d"]
 
 
+# Texts a list's encoding must carry intact: PostgreSQL's array syntax (NULL, quotes, braces,
+# commas, blanks, backslashes), JSON's escapes, and more than ASCII.
+ODD = ["NULL", "null", 'say "hi"', "back\\slash", "{a,b}", " padded ", "line\nbreak", "tab\t", "é-ü"]
+
+
 @pytest.fixture
 def stored(server: Server) -> Server:
+    _store(server, IDS)
+    return server
+
+
+def _store(server: Server, ids: list[str]) -> None:
     with server.database.transaction(write=True) as conn:
         conn.execute(
             insert(RESOURCE),
@@ -29,10 +39,9 @@ def stored(server: Server) -> Server:
                     "last_updated": datetime(2026, 11, 24, tzinfo=UTC),
                     "deleted": False,
                 }
-                for id_ in IDS
+                for id_ in ids
             ],
         )
-    return server
 
 
 def _ids(conn: Connection, *where: object) -> list[str]:
@@ -49,6 +58,15 @@ def test_among_and_not_among_are_in_and_not_in(stored: Server, chosen: list[str]
         assert sorted(conn.execute(named, {"chosen": chosen}).scalars()) == sorted(
             i for i in IDS if i in chosen
         )
+
+
+def test_any_text_is_matched_as_itself(server: Server) -> None:
+    _store(server, IDS + ODD)
+    with server.database.transaction(write=False) as conn:
+        for odd in ODD:
+            assert _ids(conn, among(RESOURCE.c.id, [odd])) == [odd]
+        assert set(_ids(conn, among(RESOURCE.c.id, ODD))) == set(ODD)
+        assert _ids(conn, not_among(RESOURCE.c.id, ODD + ["a"])) == ["b", "c", "d"]
 
 
 def test_keys_select_by_primary_key(stored: Server) -> None:
