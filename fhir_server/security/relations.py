@@ -22,19 +22,18 @@ import uuid
 from typing import Any
 
 from cachetools import TTLCache
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, text
 
 from fhir_server.caches import Kept
 from fhir_server.engine.unit_of_work import Change, UnitOfWork
-from fhir_server.storage.schema import StateRow
+from fhir_server.storage.repository import read_text
 
 EPOCH = "relation-epoch"
 TTL = 60.0  # seconds: how late a consent's start or end may apply
 RELATION_TYPES = frozenset({"CareTeam", "Task", "CarePlan", "Consent", "PractitionerRole"})
 # The elements of a Task or a CarePlan that relate someone to its patient.
 _RELATING = {"Task": ("for", "owner", "requester"), "CarePlan": ("subject", "author")}
-_STATE = StateRow.__table__
-_READ = select(_STATE.c.value).where(_STATE.c.key == EPOCH)
+_READ = f"SELECT value FROM server_state WHERE key = '{EPOCH}'"
 _BUMP = text(
     "INSERT INTO server_state (key, value) VALUES (:key, :value) "
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -44,7 +43,9 @@ Patients = tuple[list[str], list[str]]
 
 
 def epoch(conn: Connection) -> str:
-    return conn.execute(_READ).scalar() or ""
+    """The first read of a professional's request: straight through the driver, with the
+    transaction's BEGIN on PostgreSQL (`read_text`)."""
+    return read_text(conn, _READ) or ""
 
 
 def changes_relation(change: Change) -> bool:

@@ -12,8 +12,10 @@ from datetime import datetime
 from functools import cache
 from typing import Any, cast
 
+from psycopg import Connection as DriverConnection
 from psycopg import Error as DriverError
-from psycopg import Pipeline
+from psycopg import Pipeline, errors
+from psycopg.pq import ExecStatus, TransactionStatus
 from sqlalchemy import (
     Connection,
     Executable,
@@ -414,6 +416,27 @@ def _one_statement(conn: Connection, commands: list[_Command]) -> None:
     values = {f"c{i}_{k}": v for i, (*_, rows) in enumerate(commands) for k, v in rows[0].items()}
     with _driver_errors(), conn.connection.driver_connection.cursor() as cursor:
         cursor.execute(_driver_inserts(shape), values)
+
+
+def read_text(conn: Connection, sql: str) -> str | None:
+    """The first value of `sql` (a query without parameters, of one text column), straight
+    through the driver. On PostgreSQL, when it is the first statement of the transaction, the
+    BEGIN goes with it in one simple query: psycopg would send the BEGIN in a round trip of
+    its own. Through SQLAlchemy, with that round trip, a one-row read cost 0.2 ms of CPU."""
+    driver = conn.connection.driver_connection
+    if not isinstance(driver, DriverConnection):  # sqlite3
+        with _sqlite_cursor(conn) as cursor:
+            row = cursor.execute(sql).fetchone()
+        return row[0] if row else None
+    begins = driver.info.transaction_status == TransactionStatus.IDLE
+    if begins and (driver.isolation_level is not None or driver.read_only is not None):
+        return conn.exec_driver_sql(sql).scalar()  # a BEGIN of psycopg's making
+    result = driver.pgconn.exec_(f"BEGIN; {sql}".encode() if begins else sql.encode())
+    if result.status != ExecStatus.TUPLES_OK:
+        error = errors.error_from_result(result, encoding=driver.info.encoding)
+        raise DBAPIError.instance(sql, None, error, DriverError) from error
+    value = result.get_value(0, 0) if result.ntuples else None
+    return value.decode(driver.info.encoding) if value is not None else None
 
 
 @contextmanager
