@@ -156,7 +156,9 @@ class Engine:
         with self.database.transaction(write) as conn:
             uow = UnitOfWork(conn, self.database.is_postgres, write, self.database.resource_keys)
             yield uow
-            uow.repository.flush_and_commit()  # the buffered rows, with the COMMIT if it can
+            # The buffered rows, with the COMMIT if it can. What a read writes is the audit
+            # trail of its reads: not worth a wait for the disk (docs/security.md).
+            uow.repository.flush_and_commit(durable=write)
 
     def run(self, uow: UnitOfWork, interaction: Interaction, context: Context) -> Outcome:
         """Run an interaction inside an existing unit of work (bundle entries, consumers)."""

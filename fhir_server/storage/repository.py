@@ -16,6 +16,7 @@ from psycopg import Connection as DriverConnection
 from psycopg import Error as DriverError
 from psycopg import Pipeline, errors
 from psycopg.pq import ExecStatus, TransactionStatus
+from psycopg.pq.abc import PGresult
 from sqlalchemy import (
     Connection,
     Executable,
@@ -314,11 +315,18 @@ class Repository:
         """Write the buffered rows (before a read, a search or a reindex)."""
         self._run(self._pending())
 
-    def flush_and_commit(self) -> None:
+    def flush_and_commit(self, durable: bool = True) -> None:
         """Write the buffered rows and end the transaction. On PostgreSQL the COMMIT goes in
         the round trip of the rows, and the caller's commit then finds nothing to do; elsewhere
-        the caller commits."""
-        self._run(self._pending(), commit=True)
+        the caller commits. Not `durable`: on PostgreSQL the COMMIT does not wait for its WAL
+        to reach the disk (as SQLite's commits in WAL mode with synchronous=NORMAL)."""
+        commands = self._pending()
+        if durable or not self.is_postgres or not commands:
+            self._run(commands, commit=True)
+            return
+        self._run(commands)
+        driver = self.conn.connection.driver_connection
+        _checked(driver, driver.pgconn.exec_(b"SET LOCAL synchronous_commit TO OFF; COMMIT"))
 
     def replace_index_rows(
         self, resource_pk: int, type_: str, rows_by_table: dict[type, list[dict]]
@@ -432,11 +440,16 @@ def read_text(conn: Connection, sql: str) -> str | None:
     if begins and (driver.isolation_level is not None or driver.read_only is not None):
         return conn.exec_driver_sql(sql).scalar()  # a BEGIN of psycopg's making
     result = driver.pgconn.exec_(f"BEGIN; {sql}".encode() if begins else sql.encode())
-    if result.status != ExecStatus.TUPLES_OK:
-        error = errors.error_from_result(result, encoding=driver.info.encoding)
-        raise DBAPIError.instance(sql, None, error, DriverError) from error
+    _checked(driver, result)
     value = result.get_value(0, 0) if result.ntuples else None
     return value.decode(driver.info.encoding) if value is not None else None
+
+
+def _checked(driver: DriverConnection, result: PGresult) -> None:
+    """The error of a query sent through libpq, raised as SQLAlchemy's."""
+    if result.status not in (ExecStatus.TUPLES_OK, ExecStatus.COMMAND_OK):
+        error = errors.error_from_result(result, encoding=driver.info.encoding)
+        raise DBAPIError.instance(None, None, error, DriverError) from error
 
 
 @contextmanager

@@ -155,6 +155,47 @@ def test_flush_and_commit_sends_the_commit_with_the_rows_on_postgresql(server: S
         assert conn.execute(versions).scalar() == 1
 
 
+def _audit_like(repository: Repository, pk: int | None = None) -> None:
+    """One row in each of three tables, as the AuditEvent of a read: a resource, its version,
+    its entry in the index backlog (`pk`: of a resource that does not exist)."""
+    if pk is None:
+        pk = repository.insert_resource("AuditEvent", "a1", 1, WHEN, b"digest")
+    repository.insert_version(pk, "AuditEvent", "a1", 1, WHEN, "POST", b"{}")
+    repository.insert_backlog(pk)
+
+
+def test_rows_of_one_each_are_stored_together_or_not_at_all(server: Server) -> None:
+    """On PostgreSQL they go as one statement (data-modifying CTEs), whose foreign keys are
+    checked at its end: a version may follow its resource, not precede a missing one."""
+    with server.database.transaction(write=True) as conn:
+        repository = _repository(server, conn)
+        _audit_like(repository)
+        repository.flush()
+    with pytest.raises(IntegrityError), server.database.transaction(write=True) as conn:
+        repository = _repository(server, conn)
+        _audit_like(repository, pk=999_999)
+        repository.flush()
+    with server.database.transaction(write=False) as conn:
+        assert conn.execute(select(VersionRow.__table__.c.resource_pk)).scalars().all() == [
+            conn.execute(select(ResourceRow.__table__.c.pk)).scalar()
+        ]
+
+
+def test_a_commit_that_need_not_be_durable_still_commits(server: Server) -> None:
+    """A read's audit trail commits without waiting for the disk on PostgreSQL: committed all
+    the same, seen by another connection at once."""
+    versions = select(func.count()).select_from(VersionRow.__table__)
+    with server.database.transaction(write=False) as conn:
+        repository = _repository(server, conn)
+        _audit_like(repository)
+        repository.flush_and_commit(durable=False)
+        if server.database.is_postgres:
+            with server.database.transaction(write=False) as other:
+                assert other.execute(versions).scalar() == 1
+    with server.database.transaction(write=False) as conn:
+        assert conn.execute(versions).scalar() == 1
+
+
 def test_resource_keys_stay_unique_after_the_sequence_restarts(postgres_url: str) -> None:
     """`TRUNCATE ... RESTART IDENTITY` sends the sequence back to 1 while keys handed out
     before it may still be in use: the next block moves the sequence past them (PostgreSQL:
