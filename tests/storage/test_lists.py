@@ -18,7 +18,7 @@ IDS = ["a", "b", "c", "d"]
 
 # Texts a list's encoding must carry intact: PostgreSQL's array syntax (NULL, quotes, braces,
 # commas, blanks, backslashes), JSON's escapes, and more than ASCII.
-ODD = ["NULL", "null", 'say "hi"', "back\\slash", "{a,b}", " padded ", "line\nbreak", "tab\t", "é-ü"]
+ODD = ["NULL", "null", 'say "hi"', "back\\slash", "{a,b}", " padded ", "line\nbreak", "é-ü"]
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_any_text_is_matched_as_itself(server: Server) -> None:
         for odd in ODD:
             assert _ids(conn, among(RESOURCE.c.id, [odd])) == [odd]
         assert set(_ids(conn, among(RESOURCE.c.id, ODD))) == set(ODD)
-        assert _ids(conn, not_among(RESOURCE.c.id, ODD + ["a"])) == ["b", "c", "d"]
+        assert _ids(conn, not_among(RESOURCE.c.id, [*ODD, "a"])) == ["b", "c", "d"]
 
 
 def test_keys_select_by_primary_key(stored: Server) -> None:
