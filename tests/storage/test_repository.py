@@ -7,16 +7,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import Connection, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, func, insert, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from fhir_server.engine.interaction import Context, Interaction, Kind
 from fhir_server.server import Server
-from fhir_server.storage.repository import Repository
+from fhir_server.storage.repository import Repository, read_text
 from fhir_server.storage.schema import (
     OutboxRow,
     ReferenceIndex,
     ResourceRow,
+    StateRow,
     TokenIndex,
     VersionRow,
 )
@@ -194,6 +195,22 @@ def test_a_commit_that_need_not_be_durable_still_commits(server: Server) -> None
                 assert other.execute(versions).scalar() == 1
     with server.database.transaction(write=False) as conn:
         assert conn.execute(versions).scalar() == 1
+
+
+def test_read_text_first_or_later_in_a_transaction(server: Server) -> None:
+    """First in its transaction (with the BEGIN on PostgreSQL) or after other statements, the
+    same value; a failing query is SQLAlchemy's error, and the transaction is rolled back."""
+    with server.database.transaction(write=True) as conn:
+        conn.execute(insert(StateRow.__table__), {"key": "k", "value": "v1"})
+    query = "SELECT value FROM server_state WHERE key = 'k'"
+    with server.database.transaction(write=False) as conn:
+        assert read_text(conn, query) == "v1"
+        assert read_text(conn, query) == "v1"
+        assert read_text(conn, "SELECT value FROM server_state WHERE key = 'none'") is None
+    with pytest.raises(DBAPIError), server.database.transaction(write=False) as conn:
+        read_text(conn, "SELECT nothing FROM server_state")
+    with server.database.transaction(write=False) as conn:
+        assert read_text(conn, query) == "v1"
 
 
 def test_resource_keys_stay_unique_after_the_sequence_restarts(postgres_url: str) -> None:
