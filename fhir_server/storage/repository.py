@@ -317,16 +317,16 @@ class Repository:
 
     def flush_and_commit(self, durable: bool = True) -> None:
         """Write the buffered rows and end the transaction. On PostgreSQL the COMMIT goes in
-        the round trip of the rows, and the caller's commit then finds nothing to do; elsewhere
-        the caller commits. Not `durable`: on PostgreSQL the COMMIT does not wait for its WAL
-        to reach the disk (as SQLite's commits in WAL mode with synchronous=NORMAL)."""
+        the round trip of the rows when they are pipelined (`_run`), and the caller's commit
+        then finds nothing to do; otherwise the caller commits. Not `durable`: on PostgreSQL
+        the COMMIT does not wait for its WAL to reach the disk (as SQLite's commits in WAL mode
+        with synchronous=NORMAL)."""
         commands = self._pending()
         if durable or not self.is_postgres or not commands:
             self._run(commands, commit=True)
             return
         self._run(commands)
-        driver = self.conn.connection.driver_connection
-        _checked(driver, driver.pgconn.exec_(b"SET LOCAL synchronous_commit TO OFF; COMMIT"))
+        _simple_query(self.conn, "SET LOCAL synchronous_commit TO OFF; COMMIT")
 
     def replace_index_rows(
         self, resource_pk: int, type_: str, rows_by_table: dict[type, list[dict]]
@@ -380,8 +380,9 @@ class Repository:
         ]
 
     def _run(self, commands: list[_Command], commit: bool = False) -> None:
-        """`commands` in one round trip on PostgreSQL when there are several, or a COMMIT to
-        send with them; one statement each otherwise (and the caller commits)."""
+        """`commands` on PostgreSQL: inserts of one row each as one statement; else, when
+        there are several or a COMMIT to send with them, in one round trip (the COMMIT with
+        them); else one statement each. Where the COMMIT is not sent, the caller commits."""
         if not self.is_postgres:
             _sqlite_run(self.conn, commands)
             return
@@ -438,17 +439,20 @@ def read_text(conn: Connection, sql: str) -> str | None:
             row = cursor.execute(sql).fetchone()
         return row[0] if row else None
     begins = driver.info.transaction_status == TransactionStatus.IDLE
-    result = driver.pgconn.exec_(f"BEGIN; {sql}".encode() if begins else sql.encode())
-    _checked(driver, result)
+    result = _simple_query(conn, f"BEGIN; {sql}" if begins else sql)
     value = result.get_value(0, 0) if result.ntuples else None
     return value.decode(driver.info.encoding) if value is not None else None
 
 
-def _checked(driver: DriverConnection, result: PGresult) -> None:
-    """The error of a query sent through libpq, raised as SQLAlchemy's."""
-    if result.status not in (ExecStatus.TUPLES_OK, ExecStatus.COMMAND_OK):
-        error = errors.error_from_result(result, encoding=driver.info.encoding)
-        raise DBAPIError.instance(None, None, error, DriverError) from error
+def _simple_query(conn: Connection, sql: str) -> PGresult:
+    """The result of `sql` (one or several statements, no parameters) sent through libpq, in
+    one round trip; its error raised as SQLAlchemy's."""
+    driver = conn.connection.driver_connection
+    result = driver.pgconn.exec_(sql.encode())
+    with _driver_errors():
+        if result.status not in (ExecStatus.TUPLES_OK, ExecStatus.COMMAND_OK):
+            raise errors.error_from_result(result, encoding=driver.info.encoding)
+    return result
 
 
 @contextmanager
