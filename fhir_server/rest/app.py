@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fhir_server import __version__
+from fhir_server import __version__, collector
 from fhir_server.errors import FhirError
 from fhir_server.plugins import ROUTES_GROUP, registrations
 from fhir_server.rest import auth
@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None, server: Server | None = None) -
                 app.state.token_verifier = TokenVerifier(app.state.server.settings)
             if app.state.server.settings.outbox_in_process:
                 app.state.server.start_outbox_worker()
+            collector.settle()
         yield
         if owned:
             app.state.server.close()
