@@ -5,9 +5,9 @@ By default it collects its youngest generation every 700 net allocations of cont
 response: a worklist's Bundle is hundreds of dicts, nearly all freed by reference counting as
 soon as the response is sent, yet each collection meanwhile traverses them. And every full
 collection traverses every object alive, most of them made at startup and kept for the
-process's life (the FHIR models, the search parameters, compiled statements): about 226,000
-in a server, one pause of about 100 ms with the interpreter's lock held, every few thousand
-requests. Measured in docs/performance.md ("Garbage collection").
+process's life (the FHIR models, the search parameters, compiled statements): about 200,000
+in a server, a pause of 0.1 s with the interpreter's lock held, about once in a thousand
+worklists. Measured in docs/performance.md ("Garbage collection").
 """
 
 from __future__ import annotations
