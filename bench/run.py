@@ -1,6 +1,7 @@
-"""One command for every benchmark: load a CPTS at a scale (once: the database is kept and
-reused), run each scenario against its floor on SQLite and, given a URL, PostgreSQL, write
-`bench/results/*.json` and the tables of docs/performance.md.
+"""One command for every benchmark: load a CPTS at a scale (once: the loaded database is kept),
+run each scenario against its floor on a fresh copy of it (`<name>-run.db`, `<name>_run`) on
+SQLite and, given a URL, PostgreSQL, write `bench/results/*.json` and the tables of
+docs/performance.md.
 
     python -m bench.run --scale 100k --postgres-url postgresql+psycopg://.../bench100k
     python -m bench.run --quick            # 1k resources, small samples: under 2 minutes
@@ -9,8 +10,10 @@ reused), run each scenario against its floor on SQLite and, given a URL, Postgre
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -58,23 +61,43 @@ def prepare(database_url: str, scale: str) -> dict[str, Any] | None:
         server.close()
 
 
-def empty_database(url: str) -> str:
-    """A fresh database beside `url` for the benchmarks that change or need an empty one
-    (HL7 v2 ingest, deadline sweep): `<name>-side.db` on SQLite, `<name>_side` on PostgreSQL
-    (the user of the URL creates it)."""
+def beside(url: str, suffix: str, copy: bool = False) -> str:
+    """A database of its own beside `url`, made again at each call: `<name>-<suffix>.db` on
+    SQLite, `<name>_<suffix>` on PostgreSQL (the user of the URL creates it), empty or a copy
+    of `url`'s."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        path = Path(parsed.database).with_name(Path(parsed.database).stem + "-side.db")
+        path = Path(parsed.database).with_name(f"{Path(parsed.database).stem}-{suffix}.db")
         for leftover in path.parent.glob(path.name + "*"):
             leftover.unlink()
+        if copy:
+            # The backup API copies a consistent snapshot, the WAL's pages included.
+            source = sqlite3.connect(parsed.database)
+            with closing(source), closing(sqlite3.connect(path)) as target:
+                source.backup(target)
         return f"sqlite:///{path}"
-    side = f"{parsed.database}_side"
+    name = f"{parsed.database}_{suffix}"
     admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{side}"'))
-        conn.execute(text(f'CREATE DATABASE "{side}"'))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        copied = f' TEMPLATE "{parsed.database}"' if copy else ""
+        conn.execute(text(f'CREATE DATABASE "{name}"{copied}'))
     admin.dispose()
-    return parsed.set(database=side).render_as_string(hide_password=False)
+    return parsed.set(database=name).render_as_string(hide_password=False)
+
+
+def working_copy(url: str) -> str:
+    """A copy of the loaded CPTS for one run, made again at each run. The benchmarks add to
+    the database they run on (patients, observations, audit events): run after run on the
+    same one, a 100k CPTS grew past half a million resources, and each run measured a larger
+    database than the one before."""
+    return beside(url, "run", copy=True)
+
+
+def empty_database(url: str) -> str:
+    """A fresh database for the benchmarks that need an empty one (HL7 v2 ingest, deadline
+    sweep)."""
+    return beside(url, "side")
 
 
 def _write(folder: Path, name: str, result: dict[str, Any]) -> None:
@@ -85,7 +108,9 @@ def _write(folder: Path, name: str, result: dict[str, Any]) -> None:
 def main(
     scale: str = typer.Option("100k", help="1k, 100k, 1m: resources in the CPTS."),
     postgres_url: str = typer.Option(
-        None, help="An empty PostgreSQL database to load (kept for the next run)."
+        None,
+        help="An empty PostgreSQL database to load (kept for the next run; each run works on "
+        "a copy, <name>_run, made by CREATE DATABASE ... TEMPLATE).",
     ),
     data_dir: Path = typer.Option(DATA, help="Where the SQLite databases are kept."),
     quick: bool = typer.Option(False, help="1k resources and small samples (under 2 minutes)."),
@@ -106,15 +131,15 @@ def main(
     databases = {"sqlite": f"sqlite:///{data_dir / f'{scale}.db'}"}
     if postgres_url:
         databases["postgresql"] = postgres_url
-    steps: dict[str, Callable[[str, str], dict[str, Any]]] = {
-        "search": lambda url, db: search_latency.run_benchmark(url, scale, queries, seed=7),
-        "crud": lambda url, db: crud.run_benchmark(url, scale, count, concurrency, seed=11),
-        "pathway-apply": lambda url, db: pathway_apply.run_benchmark(url, applies),
-        "security-overhead": lambda url, db: security_overhead.run_benchmark(
+    steps: dict[str, Callable[[str], dict[str, Any]]] = {
+        "search": lambda url: search_latency.run_benchmark(url, scale, queries, seed=7),
+        "crud": lambda url: crud.run_benchmark(url, scale, count, concurrency, seed=11),
+        "pathway-apply": lambda url: pathway_apply.run_benchmark(url, applies),
+        "security-overhead": lambda url: security_overhead.run_benchmark(
             url, scale, count // 2, concurrency, seed=13
         ),
-        "hl7v2-ingest": lambda url, db: hl7v2_ingest.run_benchmark(empty_database(url), messages),
-        "deadline-sweep": lambda url, db: deadline_sweep.run_benchmark(
+        "hl7v2-ingest": lambda url: hl7v2_ingest.run_benchmark(empty_database(url), messages),
+        "deadline-sweep": lambda url: deadline_sweep.run_benchmark(
             empty_database(url), patients, late_share=0.1, batch=50, seed=5
         ),
     }
@@ -125,11 +150,12 @@ def main(
         loaded = prepare(url, scale)
         if loaded:
             typer.echo(f"{database}: loaded {loaded}")
+        run_url = working_copy(url)
         for name, step in steps.items():
             if only and name not in only:
                 continue
             typer.echo(f"{database}: {name}...")
-            _write(folder, f"{name}-{database}-{scale}.json", step(url, database))
+            _write(folder, f"{name}-{database}-{scale}.json", step(run_url))
         typer.echo(f"{database}: done in {time.perf_counter() - started:.0f} s")
     if quick:
         tables = (report.crud_table, report.scenarios_table, report.security_table)
