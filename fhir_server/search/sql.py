@@ -36,6 +36,7 @@ from fhir_server.search.criteria import Criterion, Has, ParamError, split_unesca
 from fhir_server.search.extract import SHARED_ROWS, composite_components
 from fhir_server.search.normalize import (
     MAX_DATE,
+    MAX_STRING,
     MIN_DATE,
     date_range,
     normalize_string,
@@ -230,7 +231,13 @@ def _last_updated(point: Any, prefix: str, values: tuple[Any, ...]) -> Condition
 
 
 _CONDITIONS: dict[tuple[str, str], Callable[..., Condition]] = {
-    ("string", "exact"): lambda t, v: t.c.value_exact == v,
+    # Found through the normalized value's index, the only one on these rows: the exact
+    # text's would cost every write of a string a random index insertion more.
+    ("string", "exact"): lambda t, normalized, v: and_(
+        t.c.value_normalized == normalized, t.c.value_exact == v
+    ),
+    # Texts cut at the column's length: the stored normalization may differ from the cut one's.
+    ("string", "exact-cut"): lambda t, v: t.c.value_exact == v,
     ("string", "contains"): lambda t, v: t.c.value_normalized.like(v, escape="\\"),
     ("string", "prefix"): lambda t, low, high: and_(
         t.c.value_normalized >= low, t.c.value_normalized < high
@@ -550,7 +557,10 @@ class SqlBuilder:
 
     def _string(self, value: str, modifier: str | None) -> Parsed:
         if modifier == "exact":
-            return "exact", (unescape(value)[:255],)
+            exact = unescape(value)
+            if len(exact) >= MAX_STRING:
+                return "exact-cut", (exact[:MAX_STRING],)
+            return "exact", (normalize_string(exact), exact)
         text = normalize_string(unescape(value))
         if modifier == "contains":
             return "contains", (f"%{_escape_like(text)}%",)

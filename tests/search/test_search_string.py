@@ -125,3 +125,16 @@ def test_string_on_other_types(fhir_cpts: httpx.Client) -> None:
     assert found(fhir_cpts, "/Patient", {"family": "martin"}) == {"4"}
     assert found(fhir_cpts, "/Practitioner", {"family": "martin"}) == {"gp-1"}
     assert found(fhir_cpts, "/Practitioner", {"name": "lu"}) == {"idel-1"}  # Lucas
+
+
+def test_exact_compares_the_indexed_length(fhir: httpx.Client) -> None:
+    """Texts are indexed up to 255 characters: `:exact` on a longer value compares those
+    (the stored normalization of a cut text may differ from that of the cut value)."""
+    name = "Maison de santé pluriprofessionnelle du Val " + "de Saône " * 40
+    created = fhir.post("/Location", json={"resourceType": "Location", "name": name})
+    assert created.status_code == 201, created.text
+    location = created.json()["id"]
+    assert found(fhir, "/Location", {"name:exact": name}) == {location}
+    assert found(fhir, "/Location", {"name:exact": name[:255]}) == {location}
+    assert found(fhir, "/Location", {"name:exact": name[:254]}) == set()
+    assert found(fhir, "/Location", {"name:exact": name.upper()}) == set()

@@ -13,6 +13,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event, inspect, text
 
+from fhir_server.engine.interaction import Context, Interaction, Kind
+from fhir_server.server import Server
 from fhir_server.storage.database import Database
 from fhir_server.storage.migrate import current_revision, upgrade
 from fhir_server.storage.schema import Base
@@ -38,7 +40,7 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def test_migrations_match_the_models(empty_url: str) -> None:
     database = Database(empty_url)
     upgrade(database)
-    assert current_revision(database) == "0007"
+    assert current_revision(database) == "0008"
     upgrade(database)  # idempotent
     with database.engine.connect() as conn:
         differences = compare_metadata(MigrationContext.configure(conn), Base.metadata)
@@ -58,7 +60,7 @@ def test_migrate_command(empty_url: str) -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert "database at revision 0007" in result.stdout
+    assert "database at revision 0008" in result.stdout
 
 
 def test_sqlite_checks_each_candidate_through_its_own_index_rows(tmp_path: Path) -> None:
@@ -146,3 +148,46 @@ def test_audit_trail_references_move_to_their_own_table(empty_url: str) -> None:
     database.dispose()
     assert clinical == ["Observation"]
     assert [tuple(row) for row in audit] == [("entity", "p1"), ("patient", "p2")]
+
+
+@pytest.mark.parametrize(
+    ("type_", "params", "table", "index"),
+    [
+        (
+            "Patient",
+            [("family:exact", "Dupont")],
+            "search_string",
+            "ix_search_string_type_param_value_normalized",
+        ),
+        (
+            "CarePlan",
+            [("instantiates-canonical", "https://cpts.example/PlanDefinition/ic")],
+            "search_reference",
+            "ix_search_reference_type_param_url",
+        ),
+    ],
+)
+def test_exact_strings_and_urls_are_found_through_an_index(
+    server: Server, type_: str, params: list, table: str, index: str
+) -> None:
+    """Since 0008 `:exact` goes through the normalized value's index, and the url index
+    holds only the rows that have a url: each must still serve its search."""
+    captured: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany) -> None:
+        if table in statement:
+            captured.append((statement, parameters))
+
+    event.listen(server.database.engine, "before_cursor_execute", capture)
+    server.engine.execute(Interaction(Kind.SEARCH_TYPE, type_, params=params), Context())
+    event.remove(server.database.engine, "before_cursor_execute", capture)
+    statement, parameters = captured[0]
+    with server.database.transaction(write=False) as conn:
+        if server.database.is_postgres:
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # tables of a test are tiny
+            rows = conn.exec_driver_sql("EXPLAIN " + statement, parameters)
+            plan = " ".join(str(row[0]) for row in rows)
+        else:
+            rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+            plan = " ".join(str(row[3]) for row in rows)
+    assert index in plan, plan
