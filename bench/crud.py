@@ -108,8 +108,8 @@ class Stored:
     """The patients as the server holds them, each fetched once: before any call changes
     them, for the updates' bodies and the floor's copy."""
 
-    def __init__(self, base_url: str) -> None:
-        self.client = httpx.Client(base_url=base_url, timeout=60)
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
         self.patients: dict[str, dict[str, Any]] = {}
 
     def __call__(self, path: str) -> dict[str, Any]:
@@ -132,10 +132,10 @@ def run_benchmark(database_url: str, scale: str, count: int, concurrency: int, s
     server, server_url = start_http(database_url)
     try:
         settle(database_url)
-        stored = Stored(server_url)
-        calls = workload(scale, count + count // 10, seed, stored)
-        seed_floor(database_url, stored, calls["read"] + calls["update"] + calls["mixed"])
-        stored.client.close()
+        with httpx.Client(base_url=server_url, timeout=60) as client:
+            stored = Stored(client)
+            calls = workload(scale, count + count // 10, seed, stored)
+            seed_floor(database_url, stored, calls["read"] + calls["update"] + calls["mixed"])
         floor, floor_url = start_process(
             [
                 sys.executable,
