@@ -231,8 +231,7 @@ def _last_updated(point: Any, prefix: str, values: tuple[Any, ...]) -> Condition
 
 
 _CONDITIONS: dict[tuple[str, str], Callable[..., Condition]] = {
-    # Found through the normalized value's index, the only one on these rows: the exact
-    # text's would cost every write of a string a random index insertion more.
+    # Through the normalized value's index: the exact text has none (storage/schema.py).
     ("string", "exact"): lambda t, normalized, v: and_(
         t.c.value_normalized == normalized, t.c.value_exact == v
     ),
